@@ -1,0 +1,537 @@
+"""Typed stack configuration: every `mlserve:*` key, its type, its secure default and its rules.
+
+Stack files hold structured values (`pulumi config set --path 'gpuNodeGroups[0].maxSize' 3`). They
+are parsed once, in full, into frozen pydantic models before any resource is registered. Every
+problem is reported in one error, one line per problem, each naming the full key path, e.g.
+
+    mlserve:gpuNodeGroups[0].maxSize: must be >= minSize (2), got 1
+
+Unknown keys are errors: a typo must never fall back to a default silently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from components import versions
+
+NAMESPACE = "mlserve"
+
+Environment = Literal["dev", "staging", "prod"]
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)
+REQUIRED_LOG_TYPES = ("api", "audit", "authenticator")
+
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_IAM_PRINCIPAL_ARN = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
+
+
+class ConfigRuleError(ValueError):
+    """Cross-field rule violations, each relative to the model that checks them."""
+
+    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str]]):
+        self.problems = list(problems)
+        super().__init__("; ".join(message for _, message in self.problems))
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration; `pulumi up` prints it without a traceback."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+def _cidr(value: Any) -> str:
+    try:
+        return str(ipaddress.IPv4Network(str(value), strict=True))
+    except ValueError:
+        raise ValueError(
+            f"must be an IPv4 CIDR with no host bits set, e.g. 10.0.0.0/16, got {value!r}"
+        ) from None
+
+
+def _quoted_string(value: Any) -> Any:
+    # YAML reads an unquoted 1.30 as the float 1.3; refuse instead of guessing.
+    if isinstance(value, float):
+        raise ValueError(f"must be a quoted string such as \"1.35\", got the number {value!r}")
+    return value
+
+
+Cidr = Annotated[str, BeforeValidator(_cidr)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel
+    )
+
+
+class ExistingVpcConfig(_Model):
+    """A VPC this stack doesn't own; subnets get the tags EKS and the load-balancer controller need."""
+
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$", description="ID of the existing VPC.")
+    private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        min_length=2, description="Private subnets (one per AZ) for nodes and the control plane."
+    )
+    public_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        min_length=2, description="Public subnets for internet-facing load balancers."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_subnets(self) -> ExistingVpcConfig:
+        problems = []
+        for key, ids in (("privateSubnetIds", self.private_subnet_ids),
+                         ("publicSubnetIds", self.public_subnet_ids)):
+            if len(set(ids)) != len(ids):
+                problems.append(((key,), f"{key}: must not repeat a subnet, got {ids}"))
+        shared = sorted(set(self.private_subnet_ids) & set(self.public_subnet_ids))
+        if shared:
+            problems.append((("publicSubnetIds",),
+                             f"publicSubnetIds: must not also be private subnets, got {shared}"))
+        if problems:
+            raise ConfigRuleError(problems)
+        return self
+
+
+class NetworkConfig(_Model):
+    """The VPC: created by the stack (default) or brought with `existingVpc`."""
+
+    vpc_cidr: Cidr = Field("10.0.0.0/16", description="VPC CIDR, /16 to /22.")
+    az_count: int = Field(3, ge=2, le=6, description="Availability zones to spread subnets over.")
+    availability_zones: list[str] | None = Field(
+        None, description="Explicit AZ names (length azCount); default: the region's first azCount."
+    )
+    nat_gateways: Literal["single", "perAz"] = Field(
+        "perAz", description="One NAT gateway per AZ (HA), or a single one (cheap, for dev)."
+    )
+    private_subnet_cidrs: list[Cidr] | None = Field(
+        None, description="Private subnet CIDRs, one per AZ; default: /(vpc+3) blocks."
+    )
+    public_subnet_cidrs: list[Cidr] | None = Field(
+        None, description="Public subnet CIDRs, one per AZ; default: /(vpc+6) blocks at the top."
+    )
+    flow_log_retention_days: int = Field(
+        90, description="Retention of the VPC flow log (REJECT traffic) in CloudWatch; 0 disables."
+    )
+    existing_vpc: ExistingVpcConfig | None = Field(
+        None, description="Use this VPC and its subnets instead of creating one."
+    )
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc_size(cls, value: str) -> str:
+        prefix = ipaddress.IPv4Network(value).prefixlen
+        if not 16 <= prefix <= 22:
+            raise ValueError(f"must be between /16 and /22, got /{prefix}")
+        return value
+
+    @field_validator("flow_log_retention_days")
+    @classmethod
+    def _flow_retention(cls, value: int) -> int:
+        if value != 0 and value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"must be 0 or one of {list(LOG_RETENTION_DAYS)}, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _subnets_fit(self) -> NetworkConfig:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.existing_vpc is not None:
+            owned = {"vpcCidr", "privateSubnetCidrs", "publicSubnetCidrs", "natGateways"}
+            for key in sorted(owned & {to_camel(f) for f in self.model_fields_set}):
+                problems.append(((key,), f"{key}: must not be set together with existingVpc"))
+        if self.availability_zones is not None and len(self.availability_zones) != self.az_count:
+            problems.append((("availabilityZones",),
+                             f"availabilityZones: must list azCount ({self.az_count}) zones, "
+                             f"got {len(self.availability_zones)}"))
+        vpc = ipaddress.IPv4Network(self.vpc_cidr)
+        seen: list[tuple[str, ipaddress.IPv4Network]] = []
+        for key, cidrs in (("privateSubnetCidrs", self.private_subnet_cidrs),
+                           ("publicSubnetCidrs", self.public_subnet_cidrs)):
+            if cidrs is None:
+                continue
+            if len(cidrs) != self.az_count:
+                problems.append(((key,), f"{key}: must list azCount ({self.az_count}) CIDRs, "
+                                         f"got {len(cidrs)}"))
+            for index, cidr in enumerate(cidrs):
+                net = ipaddress.IPv4Network(cidr)
+                if not net.subnet_of(vpc):
+                    problems.append(((key, index), f"{key}[{index}]: must lie inside vpcCidr "
+                                                   f"{vpc}, got {net}"))
+                for other_key, other in seen:
+                    if net.overlaps(other):
+                        problems.append(((key, index), f"{key}[{index}]: overlaps {other} "
+                                                       f"({other_key}), got {net}"))
+                seen.append((f"{key}[{index}]", net))
+        if problems:
+            raise ConfigRuleError(problems)
+        return self
+
+    def subnet_cidrs(self) -> tuple[list[str], list[str]]:
+        """(private, public) CIDRs: the configured ones, or the default carve-up of vpcCidr.
+
+        Private subnets get big blocks (/19 of a /16) because the VPC CNI gives every pod a VPC
+        address; public subnets only hold load balancers and NAT gateways.
+        """
+        vpc = ipaddress.IPv4Network(self.vpc_cidr)
+        blocks = list(vpc.subnets(prefixlen_diff=3))
+        private = self.private_subnet_cidrs or [str(b) for b in blocks[: self.az_count]]
+        public = self.public_subnet_cidrs or [
+            str(b) for b in list(blocks[-1].subnets(prefixlen_diff=3))[: self.az_count]
+        ]
+        return private, public
+
+
+class ClusterConfig(_Model):
+    """The EKS control plane and who administers it."""
+
+    name: str | None = Field(
+        None, pattern=r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$",
+        description="EKS cluster name; default mlserve-<stack>.",
+    )
+    version: Annotated[str, BeforeValidator(_quoted_string)] = Field(
+        versions.DEFAULT_KUBERNETES_VERSION, description="Kubernetes minor version."
+    )
+    public_access_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="CIDRs allowed to reach the public API endpoint; empty = private endpoint only.",
+    )
+    admin_principal_arns: list[Annotated[str, Field(pattern=_IAM_PRINCIPAL_ARN)]] = Field(
+        default_factory=list,
+        description="IAM roles/users given cluster-admin through EKS access entries.",
+    )
+    log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
+        Field(default_factory=lambda: list(REQUIRED_LOG_TYPES),
+              description="Control-plane log types sent to CloudWatch.")
+    )
+    log_retention_days: int = Field(90, description="Control-plane log retention in days.")
+    addon_versions: dict[Literal[versions.EKS_ADDONS], str] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="Pin EKS add-on versions; default: AWS's default build for the cluster version.",
+    )
+    deletion_protection: bool = Field(False, description="EKS deletion protection.")
+
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value not in versions.SUPPORTED_KUBERNETES_VERSIONS:
+            raise ValueError(f"must be one of {list(versions.SUPPORTED_KUBERNETES_VERSIONS)}, "
+                             f"got {value!r}")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"must be one of {list(LOG_RETENTION_DAYS)}, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _rules(self) -> ClusterConfig:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if not self.admin_principal_arns:
+            problems.append((("adminPrincipalArns",),
+                             "adminPrincipalArns: must name at least one IAM role or user; the "
+                             "identity running `pulumi up` needs cluster access"))
+        if len(set(self.admin_principal_arns)) != len(self.admin_principal_arns):
+            problems.append((("adminPrincipalArns",), "adminPrincipalArns: must not repeat an ARN"))
+        missing = [t for t in REQUIRED_LOG_TYPES if t not in self.log_types]
+        if missing:
+            problems.append((("logTypes",), f"logTypes: must include {list(REQUIRED_LOG_TYPES)}, "
+                                            f"missing {missing}"))
+        if problems:
+            raise ConfigRuleError(problems)
+        return self
+
+
+def _scaling_problems(group: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    if group.max_size < group.min_size:
+        problems.append((("maxSize",), f"maxSize: must be >= minSize ({group.min_size}), "
+                                       f"got {group.max_size}"))
+    desired = group.desired_size
+    if desired is not None and not group.min_size <= desired <= group.max_size:
+        problems.append((("desiredSize",), f"desiredSize: must be between minSize "
+                                           f"({group.min_size}) and maxSize ({group.max_size}), "
+                                           f"got {desired}"))
+    return problems
+
+
+class SystemNodeGroupConfig(_Model):
+    """On-demand CPU nodes for controllers (Istio, KServe, Prometheus, ...). Never GPU."""
+
+    instance_types: list[str] = Field(default_factory=lambda: ["m7i.large"], min_length=1,
+                                      description="CPU instance types.")
+    min_size: int = Field(2, ge=1, description="Minimum nodes.")
+    desired_size: int | None = Field(None, ge=1, description="Initial nodes; default minSize.")
+    max_size: int = Field(4, ge=1, description="Maximum nodes.")
+    disk_size_gib: int = Field(50, ge=20, le=16384, description="Encrypted gp3 root volume size.")
+
+    @field_validator("instance_types")
+    @classmethod
+    def _cpu_only(cls, value: list[str]) -> list[str]:
+        for instance_type in value:
+            if not re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", instance_type):
+                raise ValueError(f"must be EC2 instance types like m7i.large, got {instance_type!r}")
+            family = instance_type.split(".")[0]
+            if family.startswith(versions.GPU_FAMILY_PREFIXES):
+                raise ValueError(f"must be CPU instance types (system nodes run controllers, "
+                                 f"not models), got {instance_type!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> SystemNodeGroupConfig:
+        if problems := _scaling_problems(self):
+            raise ConfigRuleError(problems)
+        return self
+
+
+class GpuNodeGroupConfig(_Model):
+    """One GPU managed node group; cluster-autoscaler grows it from minSize when models pend."""
+
+    name: str = Field(pattern=_DNS_LABEL, max_length=32,
+                      description="Pool name, used in the node label mlserve.io/pool.")
+    instance_types: list[str] = Field(min_length=1, description="GPU instance types (one GPU model).")
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = Field("ON_DEMAND", description="Purchase option.")
+    min_size: int = Field(0, ge=0, description="Minimum nodes; 0 lets the pool scale to zero.")
+    desired_size: int | None = Field(None, ge=0, description="Initial nodes; default minSize. "
+                                     "Ignored after creation so autoscaling isn't undone.")
+    max_size: int = Field(2, ge=1, description="Maximum nodes.")
+    disk_size_gib: int = Field(200, ge=100, le=16384,
+                               description="Encrypted gp3 volume for images and models.")
+    ami_type: Literal["AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA"] = Field(
+        "AL2023_x86_64_NVIDIA", description="EKS-optimised NVIDIA AMI."
+    )
+
+    @field_validator("instance_types")
+    @classmethod
+    def _gpu_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in versions.GPU_INSTANCE_TYPES]
+        if unknown:
+            raise ValueError(f"must be GPU instance types of families "
+                             f"{list(versions.GPU_FAMILIES)}, got {unknown}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"must not repeat an instance type, got {value}")
+        shapes = {versions.GPU_INSTANCE_TYPES[t] for t in value}
+        if len(shapes) > 1:
+            raise ValueError(
+                "must all have the same GPU model and count (cluster-autoscaler builds one node "
+                f"template per group), got {sorted(shapes)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GpuNodeGroupConfig:
+        if problems := _scaling_problems(self):
+            raise ConfigRuleError(problems)
+        return self
+
+    @property
+    def gpus_per_node(self) -> int:
+        return versions.GPU_INSTANCE_TYPES[self.instance_types[0]][0]
+
+    @property
+    def accelerator(self) -> str:
+        return versions.GPU_INSTANCE_TYPES[self.instance_types[0]][1]
+
+
+class ModelBucketConfig(_Model):
+    """The S3 bucket holding the Triton model repository."""
+
+    encryption: Literal["kms", "s3"] = Field(
+        "kms", description="kms: a customer-managed key with rotation and a bucket key; s3: AES256."
+    )
+    noncurrent_version_expiration_days: int = Field(
+        90, ge=1, le=3650, description="Days before overwritten model versions are deleted."
+    )
+    force_destroy: bool = Field(
+        False, description="Let `pulumi destroy` empty the bucket. Never allowed in prod."
+    )
+    protect: bool = Field(False, description="Pulumi-protect the bucket. Required in prod.")
+
+
+class ModelServingConfig(_Model):
+    """Who may read the model bucket: the one service account model pods run as."""
+
+    namespace: str = Field("models", pattern=_DNS_LABEL, max_length=63,
+                           description="Namespace of the model servers.")
+    service_account: str = Field("model-server", pattern=_DNS_LABEL, max_length=63,
+                                 description="Service account trusted by the model-reader role.")
+
+
+class StackConfig(_Model):
+    """The whole `mlserve:` namespace of a stack."""
+
+    environment: Environment = Field(description="dev, staging or prod; prod adds strict rules.")
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region.")
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)],
+               Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, description="Tags for every AWS resource (with mlserve's own)."
+    )
+    network: NetworkConfig = Field(default_factory=NetworkConfig, description="The VPC.")
+    cluster: ClusterConfig = Field(description="The EKS cluster.")
+    system_node_group: SystemNodeGroupConfig = Field(
+        default_factory=SystemNodeGroupConfig, description="Nodes for controllers."
+    )
+    gpu_node_groups: list[GpuNodeGroupConfig] = Field(
+        min_length=1, description="GPU node groups for model servers."
+    )
+    model_bucket: ModelBucketConfig = Field(
+        default_factory=ModelBucketConfig, description="Model repository bucket."
+    )
+    model_serving: ModelServingConfig = Field(
+        default_factory=ModelServingConfig, description="Model server identity."
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _no_reserved_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in value if k.lower().startswith("aws:"))
+        if reserved:
+            raise ValueError(f"must not use the reserved aws: prefix, got {reserved}")
+        return value
+
+    @model_validator(mode="after")
+    def _rules(self) -> StackConfig:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        names = [g.name for g in self.gpu_node_groups]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                problems.append((("gpuNodeGroups", index, "name"),
+                                 f"gpuNodeGroups[{index}].name: must be unique, got {name!r} twice"))
+        if self.environment == "prod":
+            if not self.model_bucket.protect:
+                problems.append((("modelBucket", "protect"),
+                                 "modelBucket.protect: must be true in prod, got false"))
+            if self.model_bucket.force_destroy:
+                problems.append((("modelBucket", "forceDestroy"),
+                                 "modelBucket.forceDestroy: must be false in prod, got true"))
+            if "0.0.0.0/0" in self.cluster.public_access_cidrs:
+                problems.append((("cluster", "publicAccessCidrs"),
+                                 "cluster.publicAccessCidrs: must not include 0.0.0.0/0 in prod"))
+        if problems:
+            raise ConfigRuleError(problems)
+        return self
+
+    def cluster_name(self, stack: str) -> str:
+        return self.cluster.name or f"mlserve-{stack}"
+
+
+# ---- reading and reporting ----------------------------------------------------------------------
+
+
+def _key_path(loc: Sequence[str | int]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class that owns the key at `loc`, to list the keys it allows."""
+    model: Any = StackConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if to_camel(n) == part), None)
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+        if model is None:
+            return None
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if (found := _inner_model(arg)) is not None:
+            return found
+    return None
+
+
+def _describe(error: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """(loc, message) pairs for one pydantic error, in the project's wording."""
+    loc = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
+    got = error.get("input")
+    kind = error["type"]
+    cause = ctx.get("error")
+    if isinstance(cause, ConfigRuleError):
+        return [(loc + sub, message.split(": ", 1)[1]) for sub, message in cause.problems]
+    if kind == "extra_forbidden":
+        owner = _model_at(loc[:-1])
+        allowed = ", ".join(sorted(to_camel(n) for n in owner.model_fields)) if owner else "?"
+        return [(loc, f"unknown key; allowed keys here: {allowed}")]
+    messages = {
+        "missing": "is required",
+        "greater_than_equal": f"must be >= {ctx.get('ge')}, got {got!r}",
+        "less_than_equal": f"must be <= {ctx.get('le')}, got {got!r}",
+        "literal_error": f"must be {ctx.get('expected')}, got {got!r}",
+        "string_pattern_mismatch": f"must match {ctx.get('pattern')}, got {got!r}",
+        "too_short": f"must have at least {ctx.get('min_length')} item(s), got {got!r}",
+        "string_too_long": f"must be at most {ctx.get('max_length')} characters, got {got!r}",
+        "int_parsing": f"must be an integer, got {got!r}",
+        "int_type": f"must be an integer, got {got!r}",
+        "bool_parsing": f"must be true or false, got {got!r}",
+        "bool_type": f"must be true or false, got {got!r}",
+        "string_type": f"must be a string, got {got!r}",
+        "list_type": f"must be a list, got {got!r}",
+        "dict_type": f"must be a mapping, got {got!r}",
+        "model_type": f"must be a mapping of keys, got {got!r}",
+        "value_error": str(cause) if cause is not None else error["msg"],
+    }
+    return [(loc, messages.get(kind, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"))]
+
+
+def parse(raw: Mapping[str, Any]) -> StackConfig:
+    """Validate the raw `mlserve:` values (keys without the namespace) into a StackConfig."""
+    try:
+        return StackConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = [
+            f"{NAMESPACE}:{_key_path(loc)}: {message}"
+            for error in exc.errors(include_url=False)
+            for loc, message in _describe(error)
+        ]
+        raise ConfigError(problems) from None
+
+
+def _decode(value: Any) -> Any:
+    # The engine passes every value as a string; structured values are JSON. Scalars stay strings
+    # (so "1.30" is not turned into 1.3) and pydantic's lax mode converts "3" or "true" by field.
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        return json.loads(value)
+    return value
+
+
+def raw_project_config() -> dict[str, Any]:
+    """Every `mlserve:*` value the engine gave this program, including keys nobody declared."""
+    from pulumi.runtime import config as runtime_config
+
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = f"{NAMESPACE}:"
+    return {k[len(prefix):]: _decode(v) for k, v in sorted(merged.items()) if k.startswith(prefix)}
+
+
+def load() -> StackConfig:
+    """Read and validate this stack's configuration; raises ConfigError listing every problem."""
+    return parse(raw_project_config())

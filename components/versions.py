@@ -1,0 +1,51 @@
+"""Every pinned version and version-dependent fact in one place.
+
+Bump versions here only; the README's version table is checked against this module by a test.
+"""
+
+# EKS Kubernetes versions this project is tested against (standard support, no extended-support fees).
+SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = ("1.33", "1.34", "1.35")
+DEFAULT_KUBERNETES_VERSION = "1.35"
+
+# EKS managed add-ons. Versions resolve to the add-on's default build for the cluster's Kubernetes
+# version at deploy time (aws.eks.get_addon_version), unless a stack pins them with
+# `cluster.addonVersions`; AWS publishes builds per Kubernetes minor, so a fixed table here would be
+# wrong for every other minor.
+EKS_ADDONS: tuple[str, ...] = (
+    "vpc-cni",
+    "kube-proxy",
+    "eks-pod-identity-agent",
+    "coredns",
+    "aws-ebs-csi-driver",
+)
+
+# GPU instance types a GPU node group may use: type -> (GPUs per instance, accelerator label).
+# The accelerator values are the ones cluster-autoscaler's AWS provider and the NVIDIA GPU feature
+# discovery use for `k8s.amazonaws.com/accelerator`. Graviton GPU types (g5g) are left out: the
+# NVIDIA AMI types used here are x86_64.
+_GPU_FAMILIES: dict[str, tuple[str, dict[str, int]]] = {
+    "g4dn": ("nvidia-tesla-t4", {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1,
+                                 "16xlarge": 1, "12xlarge": 4, "metal": 8}),
+    "g5": ("nvidia-a10g", {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1,
+                           "12xlarge": 4, "24xlarge": 4, "48xlarge": 8}),
+    "g6": ("nvidia-l4", {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1,
+                         "12xlarge": 4, "24xlarge": 4, "48xlarge": 8}),
+    "g6e": ("nvidia-l40s", {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1,
+                            "12xlarge": 4, "24xlarge": 4, "48xlarge": 8}),
+    "p4d": ("nvidia-a100", {"24xlarge": 8}),
+    "p4de": ("nvidia-a100", {"24xlarge": 8}),
+    "p5": ("nvidia-h100", {"4xlarge": 1, "48xlarge": 8}),
+    "p5e": ("nvidia-h200", {"48xlarge": 8}),
+    "p5en": ("nvidia-h200", {"48xlarge": 8}),
+}
+
+GPU_INSTANCE_TYPES: dict[str, tuple[int, str]] = {
+    f"{family}.{size}": (count, accelerator)
+    for family, (accelerator, sizes) in _GPU_FAMILIES.items()
+    for size, count in sizes.items()
+}
+GPU_FAMILIES: tuple[str, ...] = tuple(_GPU_FAMILIES)
+
+# Families that carry a GPU (including ones not offered above), so a system node group can't be
+# given one by mistake.
+GPU_FAMILY_PREFIXES: tuple[str, ...] = ("g", "p", "inf", "trn", "dl")

@@ -1,0 +1,245 @@
+"""Every configuration rule: a bad value gives an error naming the full key, and nothing is
+registered. Plus a property test that no random bad config ever produces a resource."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from components import config as stack_config
+from components.config import ConfigError
+from tests.harness import evaluate, set_path, stack_config as engine_config
+
+DEV_ARN = "arn:aws:iam::111122223333:role/mlserve-platform-admin"
+
+
+def rejected(stack: str, changes: dict[str, object], remove: tuple[str, ...] = ()) -> ConfigError:
+    config = engine_config(stack)
+    for key in remove:
+        config.pop(key)
+    for path, value in changes.items():
+        config = set_path(config, path, value)
+    graph = evaluate(stack, config=config)
+    assert isinstance(graph.error, ConfigError), f"expected a ConfigError, got {graph.error!r}"
+    assert graph.resources == [], "a rejected config must register nothing"
+    return graph.error
+
+
+RULES = [
+    # (stack, {path: bad value}, the message line expected)
+    ("dev", {"environment": "qa"}, "mlserve:environment: must be 'dev', 'staging' or 'prod', got 'qa'"),
+    ("dev", {"region": "mars-north"}, "mlserve:region: must match"),
+    ("dev", {"tags": {"aws:owner": "me"}}, "mlserve:tags: must not use the reserved aws: prefix"),
+    ("dev", {"network.azCount": 1}, "mlserve:network.azCount: must be >= 2, got 1"),
+    ("dev", {"network.azCount": 7}, "mlserve:network.azCount: must be <= 6, got 7"),
+    ("dev", {"network.vpcCidr": "10.20.0.1/16"},
+     "mlserve:network.vpcCidr: must be an IPv4 CIDR with no host bits set"),
+    ("dev", {"network.vpcCidr": "10.0.0.0/8"}, "mlserve:network.vpcCidr: must be between /16 and /22"),
+    ("dev", {"network.natGateways": "none"},
+     "mlserve:network.natGateways: must be 'single' or 'perAz', got 'none'"),
+    ("dev", {"network.privateSubnetCidrs": ["10.20.0.0/20", "10.99.0.0/20"]},
+     "mlserve:network.privateSubnetCidrs[1]: must lie inside vpcCidr 10.20.0.0/16"),
+    ("dev", {"network.privateSubnetCidrs": ["10.20.0.0/20", "10.20.16.0/20"],
+             "network.publicSubnetCidrs": ["10.20.8.0/24", "10.20.200.0/24"]},
+     "mlserve:network.publicSubnetCidrs[0]: overlaps 10.20.0.0/20"),
+    ("dev", {"network.privateSubnetCidrs": ["10.20.0.0/20"]},
+     "mlserve:network.privateSubnetCidrs: must list azCount (2) CIDRs, got 1"),
+    ("dev", {"network.availabilityZones": ["us-west-2a"]},
+     "mlserve:network.availabilityZones: must list azCount (2) zones, got 1"),
+    ("dev", {"network.flowLogRetentionDays": 11}, "mlserve:network.flowLogRetentionDays: must be 0 or one of"),
+    ("dev", {"network.existingVpc": {"vpcId": "vpc-0123456789abcdef0",
+                                     "privateSubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"],
+                                     "publicSubnetIds": ["subnet-2a1b2c3d", "subnet-3a1b2c3d"]}},
+     "mlserve:network.vpcCidr: must not be set together with existingVpc"),
+    ("dev", {"network": {"existingVpc": {"vpcId": "vpc-xyz", "privateSubnetIds": ["subnet-0a1b2c3d"],
+                                         "publicSubnetIds": ["subnet-2a1b2c3d", "subnet-3a1b2c3d"]}}},
+     "mlserve:network.existingVpc.vpcId: must match"),
+    ("dev", {"network": {"existingVpc": {"vpcId": "vpc-0123456789abcdef0",
+                                         "privateSubnetIds": ["subnet-0a1b2c3d"],
+                                         "publicSubnetIds": ["subnet-2a1b2c3d", "subnet-3a1b2c3d"]}}},
+     "mlserve:network.existingVpc.privateSubnetIds: must have at least 2 item(s)"),
+    ("dev", {"network": {"existingVpc": {"vpcId": "vpc-0123456789abcdef0",
+                                         "privateSubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"],
+                                         "publicSubnetIds": ["subnet-0a1b2c3d", "subnet-3a1b2c3d"]}}},
+     "mlserve:network.existingVpc.publicSubnetIds: must not also be private subnets"),
+    ("dev", {"cluster.version": "1.20"}, "mlserve:cluster.version: must be one of"),
+    ("dev", {"cluster.version": 1.3},
+     "mlserve:cluster.version: must be a quoted string such as \"1.35\", got the number 1.3"),
+    ("dev", {"cluster.publicAccessCidrs": ["198.51.100.7/24"]},
+     "mlserve:cluster.publicAccessCidrs[0]: must be an IPv4 CIDR with no host bits set"),
+    ("dev", {"cluster.adminPrincipalArns": []},
+     "mlserve:cluster.adminPrincipalArns: must name at least one IAM role or user"),
+    ("dev", {"cluster.adminPrincipalArns": [DEV_ARN, DEV_ARN]},
+     "mlserve:cluster.adminPrincipalArns: must not repeat an ARN"),
+    ("dev", {"cluster.adminPrincipalArns": ["arn:aws:iam::111122223333:root"]},
+     "mlserve:cluster.adminPrincipalArns[0]: must match"),
+    ("dev", {"cluster.logTypes": ["api"]},
+     "mlserve:cluster.logTypes: must include ['api', 'audit', 'authenticator'], missing ['audit', 'authenticator']"),
+    ("dev", {"cluster.logRetentionDays": 10}, "mlserve:cluster.logRetentionDays: must be one of"),
+    ("dev", {"cluster.addonVersions": {"nginx": "v1"}}, "mlserve:cluster.addonVersions.nginx"),
+    ("dev", {"cluster.name": "-bad"}, "mlserve:cluster.name: must match"),
+    ("dev", {"systemNodeGroup.instanceTypes": ["g5.xlarge"]},
+     "mlserve:systemNodeGroup.instanceTypes: must be CPU instance types"),
+    ("dev", {"systemNodeGroup.minSize": 0}, "mlserve:systemNodeGroup.minSize: must be >= 1, got 0"),
+    ("dev", {"systemNodeGroup.maxSize": 1}, "mlserve:systemNodeGroup.maxSize: must be >= minSize (2), got 1"),
+    ("dev", {"gpuNodeGroups[0].minSize": 2, "gpuNodeGroups[0].maxSize": 1},
+     "mlserve:gpuNodeGroups[0].maxSize: must be >= minSize (2), got 1"),
+    ("dev", {"gpuNodeGroups[0].desiredSize": 5},
+     "mlserve:gpuNodeGroups[0].desiredSize: must be between minSize (0) and maxSize (2), got 5"),
+    ("dev", {"gpuNodeGroups[0].minSize": -1}, "mlserve:gpuNodeGroups[0].minSize: must be >= 0, got -1"),
+    ("dev", {"gpuNodeGroups[0].instanceTypes": ["m5.large"]},
+     "mlserve:gpuNodeGroups[0].instanceTypes: must be GPU instance types of families"),
+    ("dev", {"gpuNodeGroups[0].instanceTypes": ["g4dn.xlarge", "g5.xlarge"]},
+     "mlserve:gpuNodeGroups[0].instanceTypes: must all have the same GPU model and count"),
+    ("dev", {"gpuNodeGroups[0].capacityType": "RESERVED"},
+     "mlserve:gpuNodeGroups[0].capacityType: must be 'ON_DEMAND' or 'SPOT', got 'RESERVED'"),
+    ("dev", {"gpuNodeGroups[0].amiType": "AL2_x86_64_GPU"}, "mlserve:gpuNodeGroups[0].amiType: must be"),
+    ("dev", {"gpuNodeGroups[0].diskSizeGib": 20}, "mlserve:gpuNodeGroups[0].diskSizeGib: must be >= 100, got 20"),
+    ("dev", {"gpuNodeGroups[0].name": "T4_Spot"}, "mlserve:gpuNodeGroups[0].name: must match"),
+    ("dev", {"gpuNodeGroups[0].maxsize": 3},
+     "mlserve:gpuNodeGroups[0].maxsize: unknown key; allowed keys here: amiType, capacityType"),
+    ("dev", {"gpuNodeGroups": []}, "mlserve:gpuNodeGroups: must have at least 1 item(s)"),
+    ("dev", {"gpuNodeGroups[1]": {"name": "t4-spot", "instanceTypes": ["g4dn.xlarge"]}},
+     "mlserve:gpuNodeGroups[1].name: must be unique, got 't4-spot' twice"),
+    ("dev", {"modelBucket.encryption": "none"}, "mlserve:modelBucket.encryption: must be 'kms' or 's3'"),
+    ("dev", {"modelBucket.noncurrentVersionExpirationDays": 0},
+     "mlserve:modelBucket.noncurrentVersionExpirationDays: must be >= 1, got 0"),
+    ("dev", {"modelBucket.forceDestroy": "maybe"}, "mlserve:modelBucket.forceDestroy: must be true or false"),
+    ("dev", {"modelServing.namespace": "Models"}, "mlserve:modelServing.namespace: must match"),
+    ("dev", {"clsuter": {}}, "mlserve:clsuter: unknown key; allowed keys here: cluster, environment"),
+    ("prod", {"modelBucket.protect": False}, "mlserve:modelBucket.protect: must be true in prod, got false"),
+    ("prod", {"modelBucket.forceDestroy": True}, "mlserve:modelBucket.forceDestroy: must be false in prod"),
+    ("prod", {"cluster.publicAccessCidrs": ["0.0.0.0/0"]},
+     "mlserve:cluster.publicAccessCidrs: must not include 0.0.0.0/0 in prod"),
+]
+
+
+@pytest.mark.parametrize(("stack", "changes", "expected"), RULES,
+                         ids=[f"{s}:{','.join(c)}" for s, c, _ in RULES])
+def test_rule_rejects_bad_value_and_registers_nothing(stack, changes, expected):
+    error = rejected(stack, changes)
+    assert any(problem.startswith(expected) for problem in error.problems), error.problems
+
+
+@pytest.mark.parametrize("key", ["environment", "region", "cluster"])
+def test_required_keys(key):
+    error = rejected("dev", {}, remove=(f"mlserve:{key}",))
+    assert f"mlserve:{key}: is required" in error.problems
+
+
+def test_all_problems_are_reported_together():
+    error = rejected("dev", {"network.azCount": 1, "cluster.version": "1.20",
+                             "gpuNodeGroups[0].capacityType": "RESERVED", "typo": 1})
+    paths = [p.split(": ", 1)[0] for p in error.problems]
+    assert paths == ["mlserve:network.azCount", "mlserve:cluster.version",
+                     "mlserve:gpuNodeGroups[0].capacityType", "mlserve:typo"]
+    assert str(error).startswith("invalid stack configuration (4 problem(s)):")
+
+
+def test_engine_strings_are_converted_by_field_type():
+    # `pulumi config set --path network.azCount 3` stores the string "3".
+    config = stack_config.parse({
+        "environment": "dev", "region": "us-west-2", "network": {"azCount": "3"},
+        "cluster": {"adminPrincipalArns": [DEV_ARN]},
+        "gpuNodeGroups": [{"name": "t4", "instanceTypes": ["g4dn.xlarge"], "maxSize": "2"}],
+        "modelBucket": {"forceDestroy": "true"},
+    })
+    assert config.network.az_count == 3
+    assert config.gpu_node_groups[0].max_size == 2
+    assert config.model_bucket.force_destroy is True
+
+
+def test_defaults_are_the_secure_ones():
+    config = stack_config.parse({
+        "environment": "dev", "region": "us-west-2",
+        "cluster": {"adminPrincipalArns": [DEV_ARN]},
+        "gpuNodeGroups": [{"name": "t4", "instanceTypes": ["g4dn.xlarge"]}],
+    })
+    assert config.cluster.version == "1.35"
+    assert config.cluster.public_access_cidrs == []  # private endpoint only
+    assert config.network.nat_gateways == "perAz"
+    assert config.model_bucket.encryption == "kms"
+    assert config.model_bucket.force_destroy is False
+    assert config.gpu_node_groups[0].ami_type == "AL2023_x86_64_NVIDIA"
+    assert config.gpu_node_groups[0].capacity_type == "ON_DEMAND"
+    assert config.gpu_node_groups[0].min_size == 0
+
+
+def test_config_is_frozen():
+    config = stack_config.parse(json.loads(json.dumps({
+        "environment": "dev", "region": "us-west-2", "cluster": {"adminPrincipalArns": [DEV_ARN]},
+        "gpuNodeGroups": [{"name": "t4", "instanceTypes": ["g4dn.xlarge"]}]})))
+    with pytest.raises(Exception):
+        config.network.az_count = 5  # type: ignore[misc]
+
+
+def test_default_subnets_do_not_overlap_and_fit_the_vpc():
+    import ipaddress
+
+    for cidr, zones in (("10.0.0.0/16", 6), ("172.16.0.0/22", 3), ("10.8.0.0/18", 2)):
+        network = stack_config.NetworkConfig.model_validate({"vpcCidr": cidr, "azCount": zones})
+        private, public = network.subnet_cidrs()
+        nets = [ipaddress.IPv4Network(c) for c in private + public]
+        assert len(nets) == 2 * zones
+        assert all(n.subnet_of(ipaddress.IPv4Network(cidr)) for n in nets)
+        assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
+
+
+# ---- property: random bad configs never produce resources ------------------------------------
+
+_SUPPORTED = set(stack_config.versions.SUPPORTED_KUBERNETES_VERSIONS)
+
+
+def _not_a_cidr(text: str) -> bool:
+    import ipaddress
+
+    try:
+        net = ipaddress.IPv4Network(text, strict=True)
+    except ValueError:
+        return True
+    return not 16 <= net.prefixlen <= 22
+
+
+_BAD_VALUES = st.one_of(
+    st.tuples(st.just("network.azCount"), st.integers(max_value=1) | st.integers(min_value=7)),
+    st.tuples(st.just("network.vpcCidr"), st.text(max_size=20).filter(_not_a_cidr)),
+    st.tuples(st.just("network.natGateways"),
+              st.text(max_size=10).filter(lambda t: t not in ("single", "perAz"))),
+    st.tuples(st.just("cluster.version"), st.text(max_size=6).filter(lambda t: t not in _SUPPORTED)),
+    st.tuples(st.just("cluster.adminPrincipalArns[0]"),
+              st.text(max_size=30).filter(lambda t: not t.startswith("arn:"))),
+    st.tuples(st.just("cluster.logRetentionDays"),
+              st.integers().filter(lambda d: d not in stack_config.LOG_RETENTION_DAYS)),
+    st.tuples(st.just("gpuNodeGroups[0].minSize"), st.integers(min_value=3, max_value=10**6)),
+    st.tuples(st.just("gpuNodeGroups[0].maxSize"), st.integers(max_value=0)),
+    st.tuples(st.just("gpuNodeGroups[0].capacityType"),
+              st.text(max_size=12).filter(lambda t: t not in ("ON_DEMAND", "SPOT"))),
+    st.tuples(st.just("gpuNodeGroups[0].instanceTypes[0]"),
+              st.text(max_size=14).filter(lambda t: t not in stack_config.versions.GPU_INSTANCE_TYPES)),
+    st.tuples(st.just("gpuNodeGroups[0].diskSizeGib"), st.integers(max_value=99)),
+    st.tuples(st.just("systemNodeGroup.minSize"), st.integers(max_value=0)),
+    st.tuples(st.just("modelBucket.encryption"),
+              st.text(max_size=8).filter(lambda t: t not in ("kms", "s3"))),
+    st.tuples(st.just("modelBucket.noncurrentVersionExpirationDays"),
+              st.integers(max_value=0) | st.integers(min_value=3651)),
+    st.tuples(st.from_regex(r"[a-z]{1,12}", fullmatch=True).map(lambda k: f"network.{k}Typo"),
+              st.integers()),
+    st.tuples(st.from_regex(r"[a-z]{1,12}", fullmatch=True).map(lambda k: f"{k}Typo"),
+              st.booleans()),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.lists(_BAD_VALUES, min_size=1, max_size=4),
+       stack=st.sampled_from(["dev", "staging", "prod"]))
+def test_random_bad_configs_never_produce_resources(changes, stack):
+    config = engine_config(stack)
+    for path, value in changes:
+        config = set_path(config, path, value)
+    graph = evaluate(stack, config=config)
+    assert isinstance(graph.error, ConfigError), graph.error
+    assert graph.resources == []
+    assert graph.invokes == []

@@ -1,0 +1,39 @@
+"""Shared fixtures: each stack file evaluated once under the mocks, graph recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harness import STACKS, Graph, evaluate
+
+_cache: dict[str, Graph] = {}
+
+
+def stack_graph(stack: str) -> Graph:
+    if stack not in _cache:
+        graph = evaluate(stack)
+        if graph.error is not None:
+            raise graph.error
+        _cache[stack] = graph
+    return _cache[stack]
+
+
+@pytest.fixture(params=STACKS)
+def graph(request) -> Graph:
+    """The recorded graph of every shipped stack, one test run per stack."""
+    return stack_graph(request.param)
+
+
+@pytest.fixture
+def dev() -> Graph:
+    return stack_graph("dev")
+
+
+@pytest.fixture
+def staging() -> Graph:
+    return stack_graph("staging")
+
+
+@pytest.fixture
+def prod() -> Graph:
+    return stack_graph("prod")
