@@ -215,7 +215,8 @@ class ClusterConfig(_Model):
     )
     admin_principal_arns: list[Annotated[str, Field(pattern=_IAM_PRINCIPAL_ARN)]] = Field(
         default_factory=list,
-        description="IAM roles/users given cluster-admin through EKS access entries.",
+        description="IAM roles/users given cluster-admin through EKS access entries; at least "
+        "one, and it must include the identity that runs `pulumi up`.",
     )
     log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
         Field(default_factory=lambda: list(REQUIRED_LOG_TYPES),

@@ -113,6 +113,7 @@ class Invoke:
 
 @dataclass
 class Graph:
+    stack: str
     resources: list[Res]
     registered_outputs: dict[str, dict[str, Any]]
     invokes: list[Invoke]
@@ -364,7 +365,7 @@ def evaluate(stack: str, overrides: Mapping[str, Any] | None = None,
             exports[key] = _plain(_sync_await(output.future(with_unknowns=True)))
             if _sync_await(output.is_secret()):
                 secret_exports.add(key)
-    return Graph(resources=list(monitor.records), registered_outputs=monitor.registered_outputs,
+    return Graph(stack=stack, resources=list(monitor.records), registered_outputs=monitor.registered_outputs,
                  invokes=list(mocks.invokes), exports=exports, secret_exports=secret_exports,
                  error=error)
 

@@ -1,0 +1,53 @@
+# mlserve — the two commands that matter:
+#   make test            install into .venv and run every offline test
+#   make up STACK=dev    pulumi up for a stack (local state backend if you're not logged in)
+
+STACK ?= dev
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+
+# Use the logged-in backend if there is one; otherwise keep state in ./.pulumi-state, without
+# touching the user's global `pulumi login`.
+define PULUMI_BACKEND
+if ! command -v pulumi >/dev/null 2>&1; then \
+  echo "the pulumi CLI is not installed: https://www.pulumi.com/docs/iac/download-install/" >&2; exit 1; fi; \
+if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
+  mkdir -p .pulumi-state; export PULUMI_BACKEND_URL="file://$(CURDIR)/.pulumi-state"; \
+  echo "not logged in to a Pulumi backend: using local state in .pulumi-state" >&2; fi; \
+export PULUMI_SKIP_UPDATE_CHECK=true;
+endef
+
+.PHONY: test venv up preview destroy refresh outputs config-reference clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+up: $(VENV)/.installed
+	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi up --stack $(STACK)
+
+preview: $(VENV)/.installed
+	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi preview --diff --stack $(STACK)
+
+refresh: $(VENV)/.installed
+	@$(PULUMI_BACKEND) pulumi refresh --stack $(STACK)
+
+destroy: $(VENV)/.installed
+	@$(PULUMI_BACKEND) pulumi destroy --stack $(STACK)
+
+outputs:
+	@$(PULUMI_BACKEND) pulumi stack output --stack $(STACK)
+
+config-reference: $(VENV)/.installed
+	$(PY) -m tools.config_reference
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,116 @@
+"""The whole program, per stack file: it evaluates, and the graph has the project-wide properties."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT_DIR, STACKS, evaluate
+
+EXPORTS = {"vpcId", "privateSubnetIds", "publicSubnetIds", "clusterName", "clusterEndpoint",
+           "kubeconfig", "oidcProviderArn", "modelBucketName", "modelReaderRoleArn",
+           "systemNodeGroupName", "gpuNodeGroupNames"}
+AWS_PROVIDER = "pulumi:providers:aws"
+
+
+def test_every_stack_file_is_shipped():
+    assert {p.name for p in ROOT_DIR.glob("Pulumi.*.yaml")} >= {f"Pulumi.{s}.yaml" for s in STACKS}
+
+
+def test_stack_evaluates_with_all_outputs(graph):
+    assert graph.error is None
+    assert set(graph.exports) == EXPORTS
+    assert graph.exports["clusterName"] == f"mlserve-{graph.stack}"
+    assert graph.exports["vpcId"].startswith("vpc-")
+    assert len(graph.exports["privateSubnetIds"]) >= 2
+    assert graph.exports["modelReaderRoleArn"].startswith("arn:aws:iam::")
+    pools = json.loads(json.dumps(graph.exports["gpuNodeGroupNames"]))
+    assert pools and all(name.startswith("gpu-") for name in pools.values())
+
+
+def test_every_aws_resource_and_lookup_uses_the_stack_provider(graph):
+    (provider,) = graph.of_type(AWS_PROVIDER)
+    aws_resources = [r for r in graph.resources if r.custom and r.type.startswith("aws:")]
+    assert aws_resources
+    assert {r.provider for r in aws_resources} == {provider.urn}
+    assert graph.invokes and {i.provider for i in graph.invokes} == {provider.urn}
+
+
+def default_tags(graph):
+    # Provider inputs travel as JSON strings.
+    return json.loads(graph.one(AWS_PROVIDER).inputs["defaultTags"])["tags"]
+
+
+def test_provider_region_and_default_tags(graph):
+    assert graph.one(AWS_PROVIDER).inputs["region"] == "us-west-2"
+    tags = default_tags(graph)
+    assert tags["mlserve:stack"] == graph.stack
+    assert tags["mlserve:environment"] == graph.stack
+    assert tags["managed-by"] == "pulumi"
+    assert tags["team"] == "ml-platform"
+
+
+def test_stack_tags_cannot_override_ownership_tags():
+    graph = evaluate("dev", {"mlserve:tags": {"mlserve:stack": "prod", "team": "x"}})
+    tags = default_tags(graph)
+    assert tags["mlserve:stack"] == "dev" and tags["team"] == "x"
+
+
+def test_every_component_registers_its_outputs(graph):
+    components = [r for r in graph.resources if not r.custom]
+    assert {c.type for c in components} >= {
+        "mlserve:network:Network", "mlserve:cluster:Cluster", "mlserve:node_group:NodeGroup",
+        "mlserve:gpu_node_groups:GpuNodeGroups", "mlserve:model_store:ModelStore",
+        "mlserve:iam:IrsaRole"}
+    for component in components:
+        assert component.urn in graph.registered_outputs, f"{component.type} {component.name}"
+        assert graph.registered_outputs[component.urn], f"{component.name} registered no outputs"
+
+
+def test_component_type_tokens_name_their_module(graph):
+    for component in (r for r in graph.resources if not r.custom):
+        package, module, type_name = component.type.split(":")
+        assert package == "mlserve"
+        source = ROOT_DIR / "components" / f"{module}.py"
+        assert f"class {type_name}(pulumi.ComponentResource)" in source.read_text()
+
+
+def test_every_resource_belongs_to_a_component_and_is_named_after_it(graph):
+    urns = {r.urn for r in graph.resources}
+    for res in graph.resources:
+        if res.parent not in urns:  # directly under the stack: components and the AWS provider
+            assert not res.custom or res.type == AWS_PROVIDER, f"{res.type} {res.name}"
+            continue
+        parent = graph.by_urn(res.parent)
+        assert not parent.custom
+        assert res.name.startswith(f"{parent.name}-"), f"{res.name} under {parent.name}"
+
+
+def test_evaluation_is_deterministic():
+    for stack in STACKS:
+        assert evaluate(stack).canonical() == evaluate(stack).canonical()
+
+
+def test_main_only_wires_components():
+    tree = ast.parse((ROOT_DIR / "__main__.py").read_text())
+    imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imports |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    assert imports <= {"pulumi"} | {m for m in imports if m.startswith("components")}
+    assert "pulumi_aws" not in imports and "pulumi_kubernetes" not in imports
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_config_is_validated_before_anything_is_registered(stack):
+    graph = evaluate(stack, {"mlserve:gpuNodeGroups": [{"name": "x", "instanceTypes": ["m5.large"],
+                                                        "minSize": 3, "maxSize": 1}]})
+    assert graph.error is not None and graph.resources == [] and graph.invokes == []
+
+
+def test_components_all_live_in_components(graph):
+    modules = {Path(p).stem for p in (ROOT_DIR / "components").glob("*.py")}
+    for component in (r for r in graph.resources if not r.custom):
+        assert component.type.split(":")[1] in modules
