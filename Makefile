@@ -18,12 +18,14 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test venv up preview destroy refresh outputs config-reference clean
+.PHONY: test venv up preview destroy refresh outputs config-reference versions-table clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11+ is required")'
+	@command -v npm >/dev/null || { echo "npm is required for the schema tests (Node.js 18+)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	npm ci --prefix tests/schemas --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
 venv: $(VENV)/.installed
@@ -49,5 +51,8 @@ outputs:
 config-reference: $(VENV)/.installed
 	$(PY) -m tools.config_reference
 
+versions-table: $(VENV)/.installed
+	$(PY) -m tools.versions_table
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis tests/schemas/node_modules

@@ -3,18 +3,29 @@
 import pulumi
 
 from components import config as stack_config
+from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.aws_provider import aws_provider, stack_tags
+from components.cert_manager import CertManager, CertManagerArgs
 from components.cluster import Cluster, ClusterArgs
+from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.gpu_node_groups import GpuNodeGroups, GpuNodeGroupsArgs
+from components.gpu_stack import GpuStack, GpuStackArgs
+from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
+from components.mesh import Mesh, MeshArgs
 from components.model_store import ModelStore, ModelStoreArgs
+from components.monitoring import GRAFANA_SERVICE, Monitoring, MonitoringArgs
+from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from components.network import Network, NetworkArgs
+from components.serving_platform import ServingPlatform, ServingPlatformArgs
+from components.storage import Storage, StorageArgs
 
 # Validated in full before anything is registered: a bad stack file touches nothing.
 config = stack_config.load()
 stack = pulumi.get_stack()
 cluster_name = config.cluster_name(stack)
 tags = stack_tags(config, stack)
-on_aws = pulumi.ResourceOptions(providers={"aws": aws_provider(config, stack)})
+aws = aws_provider(config, stack)
+on_aws = pulumi.ResourceOptions(providers={"aws": aws})
 
 network = Network("network", NetworkArgs(config=config.network, cluster_name=cluster_name), on_aws)
 
@@ -56,6 +67,100 @@ model_store = ModelStore(
     on_aws,
 )
 
+# ---- Kubernetes platform layer: everything below uses the cluster's one Kubernetes provider,
+# which waits for the admin access entries and the system nodes.
+platform = config.platform
+ha = config.high_availability
+on_cluster = pulumi.ResourceOptions(providers={"aws": aws, "kubernetes": cluster.provider})
+
+storage = Storage("storage", StorageArgs(), on_cluster)
+
+load_balancer_controller = None
+if platform.load_balancer_controller.enabled:
+    load_balancer_controller = LoadBalancerController(
+        "lb-controller",
+        LoadBalancerControllerArgs(
+            cluster_name=cluster_name, region=config.region, vpc_id=network.vpc_id,
+            oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
+            high_availability=ha, network=network),
+        on_cluster,
+    )
+
+cert_manager = None
+if platform.cert_manager.enabled:
+    cert_manager = CertManager("cert-manager", CertManagerArgs(high_availability=ha), on_cluster)
+
+mesh = None
+if platform.istio.enabled:
+    mesh = Mesh(
+        "mesh",
+        MeshArgs(
+            high_availability=ha,
+            gateway_scheme=platform.istio.gateway_scheme,
+            gateway_source_ranges=platform.istio.gateway_source_ranges,
+            gateway_min_replicas=platform.istio.gateway_min_replicas,
+            load_balancer_controller=load_balancer_controller.release
+            if load_balancer_controller else None,
+        ),
+        on_cluster,
+    )
+
+monitoring = None
+if platform.monitoring.enabled:
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            config=platform.monitoring, storage_class=storage.class_name, high_availability=ha,
+            grafana_admin_password=config.grafana_admin_password.get_secret_value()
+            if config.grafana_admin_password else None),
+        on_cluster,
+    )
+
+autoscaling = Autoscaling(
+    "autoscaling",
+    AutoscalingArgs(high_availability=ha, keda=platform.keda.enabled,
+                    metrics_server=platform.metrics_server.enabled),
+    on_cluster,
+)
+
+if platform.cluster_autoscaler.enabled:
+    ClusterAutoscaler(
+        "cluster-autoscaler",
+        ClusterAutoscalerArgs(
+            cluster_name=cluster_name, region=config.region,
+            oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
+            config=platform.cluster_autoscaler),
+        on_cluster,
+    )
+
+needs_device_plugin = any(g.ami_type.startswith("AL2023") for g in config.gpu_node_groups)
+if platform.dcgm_exporter.enabled or (platform.nvidia_device_plugin.enabled
+                                      and needs_device_plugin):
+    GpuStack(
+        "gpu-stack",
+        GpuStackArgs(
+            device_plugin=platform.nvidia_device_plugin.enabled and needs_device_plugin,
+            dcgm_exporter=platform.dcgm_exporter.enabled,
+            monitoring=monitoring.release if monitoring else None,
+            # GPU nodes outlive the daemons that run on them.
+            depends_on=[gpu_nodes]),
+        on_cluster,
+    )
+
+serving = None
+if platform.kserve.enabled and cert_manager is not None and mesh is not None:
+    serving = ServingPlatform(
+        "serving",
+        ServingPlatformArgs(
+            ingress_domain=platform.kserve.ingress_domain,
+            triton_image_tag=platform.kserve.triton_image_tag,
+            model_namespace=config.model_serving.namespace,
+            cert_manager=cert_manager.release,
+            mesh_crds=mesh.base,
+            mesh_control_plane=mesh.istiod),
+        on_cluster,
+    )
+
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("privateSubnetIds", network.private_subnet_ids)
 pulumi.export("publicSubnetIds", network.public_subnet_ids)
@@ -67,3 +172,10 @@ pulumi.export("modelBucketName", model_store.bucket_name)
 pulumi.export("modelReaderRoleArn", model_store.reader_role_arn)
 pulumi.export("systemNodeGroupName", cluster.system_nodes.name_output)
 pulumi.export("gpuNodeGroupNames", gpu_nodes.node_group_names)
+if monitoring is not None:
+    pulumi.export("prometheusUrl", monitoring.prometheus_url)
+    pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
+    pulumi.export("grafanaPortForward",
+                  f"kubectl -n {MONITORING_NAMESPACE} port-forward svc/{GRAFANA_SERVICE} 3000:80")
+if serving is not None:
+    pulumi.export("modelNamespace", serving.model_namespace)

@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -377,6 +378,101 @@ class ModelServingConfig(_Model):
                                  description="Service account trusted by the model-reader role.")
 
 
+class PartConfig(_Model):
+    """A platform part that can be switched off per stack."""
+
+    enabled: bool = Field(True, description="Install this part.")
+
+
+class IstioConfig(PartConfig):
+    gateway_scheme: Literal["internet-facing", "internal"] = Field(
+        "internet-facing", description="Scheme of the ingress gateway's NLB."
+    )
+    gateway_source_ranges: list[Cidr] = Field(
+        default_factory=list,
+        description="CIDRs allowed to reach the ingress NLB; empty = anywhere.",
+    )
+    gateway_min_replicas: int = Field(1, ge=1, le=20, description="Ingress gateway pods (floor).")
+
+
+class KServeConfig(PartConfig):
+    ingress_domain: str = Field(
+        "example.com", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$",
+        description="Domain of model hosts: <model>-<namespace>.<domain>.",
+    )
+    triton_image_tag: str = Field(versions.TRITON_IMAGE_TAG, pattern=r"^\d{2}\.\d{2}-py3$",
+                                  description="Triton container tag for kserve-tritonserver.")
+
+
+class MonitoringConfig(PartConfig):
+    retention: str = Field("15d", pattern=r"^\d+(h|d|w|y)$", description="Prometheus retention.")
+    prometheus_storage_gib: int = Field(50, ge=10, le=16384,
+                                        description="Prometheus volume (gp3).")
+    alertmanager: bool = Field(True, description="Run Alertmanager.")
+
+
+class ClusterAutoscalerConfig(PartConfig):
+    expander: Literal["least-waste", "most-pods", "random"] = Field(
+        "least-waste", description="How to pick a node group to grow."
+    )
+    scale_down_unneeded_time: str = Field("10m", pattern=r"^\d+(s|m|h)$",
+                                          description="Idle time before a node is removed.")
+    scale_down_utilization_threshold: float = Field(
+        0.5, gt=0, le=1, description="CPU/memory requests share below which a node may go."
+    )
+    scale_down_gpu_utilization_threshold: float = Field(
+        0.5, gt=0, le=1, description="GPU requests share below which a GPU node may go."
+    )
+
+
+class PlatformConfig(_Model):
+    """The Kubernetes platform layer: each part can be switched off or tuned."""
+
+    high_availability: bool | None = Field(
+        None, description="Two+ replicas and PodDisruptionBudgets for controllers; "
+        "default: on in prod only."
+    )
+    cert_manager: PartConfig = Field(default_factory=PartConfig,
+                                     description="cert-manager (KServe's webhook certificates).")
+    load_balancer_controller: PartConfig = Field(default_factory=PartConfig,
+                                                 description="AWS Load Balancer Controller.")
+    istio: IstioConfig = Field(default_factory=IstioConfig,
+                               description="Istio base, istiod and the ingress gateway.")
+    kserve: KServeConfig = Field(default_factory=KServeConfig,
+                                 description="KServe in Standard (raw) mode with Triton.")
+    keda: PartConfig = Field(default_factory=PartConfig, description="KEDA event autoscaling.")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig,
+                                         description="kube-prometheus-stack.")
+    nvidia_device_plugin: PartConfig = Field(
+        default_factory=PartConfig,
+        description="NVIDIA device plugin on AL2023 GPU nodes (Bottlerocket has its own).",
+    )
+    dcgm_exporter: PartConfig = Field(default_factory=PartConfig,
+                                      description="GPU metrics (DCGM) into Prometheus.")
+    metrics_server: PartConfig = Field(default_factory=PartConfig,
+                                       description="metrics-server (HPA on CPU/memory).")
+    cluster_autoscaler: ClusterAutoscalerConfig = Field(
+        default_factory=ClusterAutoscalerConfig, description="cluster-autoscaler."
+    )
+
+    @model_validator(mode="after")
+    def _requirements(self) -> PlatformConfig:
+        needs = (
+            ("kserve", "certManager", self.kserve.enabled and not self.cert_manager.enabled),
+            ("kserve", "istio", self.kserve.enabled and not self.istio.enabled),
+            ("istio", "loadBalancerController",
+             self.istio.enabled and not self.load_balancer_controller.enabled),
+            ("dcgmExporter", "monitoring",
+             self.dcgm_exporter.enabled and not self.monitoring.enabled),
+        )
+        problems = [((part, "enabled"), f"{part}.enabled: needs {dependency}.enabled, "
+                                        f"which is false")
+                    for part, dependency, broken in needs if broken]
+        if problems:
+            raise ConfigRuleError(problems)
+        return self
+
+
 class StackConfig(_Model):
     """The whole `mlserve:` namespace of a stack."""
 
@@ -399,6 +495,11 @@ class StackConfig(_Model):
     )
     model_serving: ModelServingConfig = Field(
         default_factory=ModelServingConfig, description="Model server identity."
+    )
+    platform: PlatformConfig = Field(default_factory=PlatformConfig,
+                                     description="Kubernetes platform parts.")
+    grafana_admin_password: SecretStr | None = Field(
+        None, description="Grafana admin password; set with `--secret`. Default: generated.",
     )
 
     @field_validator("tags")
@@ -433,6 +534,11 @@ class StackConfig(_Model):
 
     def cluster_name(self, stack: str) -> str:
         return self.cluster.name or f"mlserve-{stack}"
+
+    @property
+    def high_availability(self) -> bool:
+        configured = self.platform.high_availability
+        return self.environment == "prod" if configured is None else configured
 
 
 # ---- reading and reporting ----------------------------------------------------------------------
@@ -503,17 +609,28 @@ def _describe(error: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str
     return [(loc, messages.get(kind, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"))]
 
 
-def parse(raw: Mapping[str, Any]) -> StackConfig:
-    """Validate the raw `mlserve:` values (keys without the namespace) into a StackConfig."""
+SECRET_KEYS = ("grafanaAdminPassword",)
+
+
+def parse(raw: Mapping[str, Any], secret_keys: Sequence[str] = ()) -> StackConfig:
+    """Validate the raw `mlserve:` values (keys without the namespace) into a StackConfig.
+
+    `secret_keys` are the keys the engine holds encrypted; a secret stored in plain text in a
+    stack file is an error.
+    """
+    problems = [f"{NAMESPACE}:{key}: must be set with `pulumi config set --secret`, it is stored "
+                f"in plain text" for key in SECRET_KEYS if key in raw and key not in secret_keys]
     try:
-        return StackConfig.model_validate(dict(raw))
+        config = StackConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = [
+        problems += [
             f"{NAMESPACE}:{_key_path(loc)}: {message}"
             for error in exc.errors(include_url=False)
             for loc, message in _describe(error)
         ]
-        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def _decode(value: Any) -> Any:
@@ -533,6 +650,15 @@ def raw_project_config() -> dict[str, Any]:
     return {k[len(prefix):]: _decode(v) for k, v in sorted(merged.items()) if k.startswith(prefix)}
 
 
+def secret_project_keys() -> list[str]:
+    """The keys of SECRET_KEYS that the engine reports as secret (encrypted in the stack file)."""
+    from pulumi.runtime import config as runtime_config
+
+    from_env = set(runtime_config.get_config_secret_keys_env())
+    return [k for k in SECRET_KEYS if runtime_config.is_config_secret(f"{NAMESPACE}:{k}")
+            or f"{NAMESPACE}:{k}" in from_env]
+
+
 def load() -> StackConfig:
     """Read and validate this stack's configuration; raises ConfigError listing every problem."""
-    return parse(raw_project_config())
+    return parse(raw_project_config(), secret_project_keys())

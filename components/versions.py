@@ -3,6 +3,8 @@
 Bump versions here only; the README's version table is checked against this module by a test.
 """
 
+from dataclasses import dataclass
+
 # EKS Kubernetes versions this project is tested against (standard support, no extended-support fees).
 SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = ("1.33", "1.34", "1.35")
 DEFAULT_KUBERNETES_VERSION = "1.35"
@@ -49,3 +51,46 @@ GPU_FAMILIES: tuple[str, ...] = tuple(_GPU_FAMILIES)
 # Families that carry a GPU (including ones not offered above), so a system node group can't be
 # given one by mistake.
 GPU_FAMILY_PREFIXES: tuple[str, ...] = ("g", "p", "inf", "trn", "dl")
+
+
+# Helm charts: one row per chart the platform installs. The README's version table is generated
+# from this mapping and checked by a test.
+ISTIO_REPO = "https://istio-release.storage.googleapis.com/charts"
+KSERVE_OCI = "oci://ghcr.io/kserve/charts"
+
+
+@dataclass(frozen=True)
+class Chart:
+    chart: str
+    version: str
+    repository: str | None = None
+    """None for OCI charts, whose `chart` is the full oci:// reference."""
+
+
+CHARTS: dict[str, Chart] = {
+    "cert-manager": Chart("cert-manager", "v1.21.1", "https://charts.jetstack.io"),
+    "istio-base": Chart("base", "1.30.3", ISTIO_REPO),
+    "istiod": Chart("istiod", "1.30.3", ISTIO_REPO),
+    "istio-gateway": Chart("gateway", "1.30.3", ISTIO_REPO),
+    "aws-load-balancer-controller": Chart("aws-load-balancer-controller", "3.5.0",
+                                          "https://aws.github.io/eks-charts"),
+    "kserve-crd": Chart(f"{KSERVE_OCI}/kserve-crd", "v0.20.0"),
+    "kserve-resources": Chart(f"{KSERVE_OCI}/kserve-resources", "v0.20.0"),
+    "kserve-runtime-configs": Chart(f"{KSERVE_OCI}/kserve-runtime-configs", "v0.20.0"),
+    "keda": Chart("keda", "2.20.2", "https://kedacore.github.io/charts"),
+    "kube-prometheus-stack": Chart("kube-prometheus-stack", "88.5.3",
+                                   "https://prometheus-community.github.io/helm-charts"),
+    "nvidia-device-plugin": Chart("nvidia-device-plugin", "0.20.0",
+                                  "https://nvidia.github.io/k8s-device-plugin"),
+    "dcgm-exporter": Chart("dcgm-exporter", "4.8.2",
+                           "https://nvidia.github.io/dcgm-exporter/helm-charts"),
+    "metrics-server": Chart("metrics-server", "3.13.1",
+                            "https://kubernetes-sigs.github.io/metrics-server/"),
+    "cluster-autoscaler": Chart("cluster-autoscaler", "9.59.0",
+                                "https://kubernetes.github.io/autoscaler"),
+}
+
+# Triton image for KServe's kserve-tritonserver runtime (the chart's default 23.05 is years old).
+# Container 26.07 ships Triton server 2.71.
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver"
+TRITON_IMAGE_TAG = "26.07-py3"

@@ -162,8 +162,12 @@ class Graph:
         """Whether the engine creates `other` before `res` (and so deletes `res` first).
 
         Follows dependencies transitively; depending on a component means depending on all of its
-        descendants, as the engine treats it.
+        descendants, as the engine treats it. For a component `other`, waiting for every one of
+        its resources counts.
         """
+        if not other.custom:
+            targets = [d for d in self.descendants(other) if d.custom]
+            return bool(targets) and all(self.waits_for(res, t) for t in targets)
         seen: set[str] = set()
         stack = list(res.dependencies)
         while stack:
@@ -284,6 +288,13 @@ class AwsMocks(pulumi.runtime.Mocks):
             out.update(keyId=key_id, arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{key_id}")
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             out.update(arn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{inputs['name']}")
+        elif typ == "random:index/randomPassword:RandomPassword":
+            out.update(result=f"generated-{_hex(name, 24)}")
+        elif typ == "kubernetes:helm.sh/v3:Release":
+            out.update(status={"name": inputs["name"], "namespace": inputs.get("namespace"),
+                               "chart": inputs["chart"].rsplit("/", 1)[-1],
+                               "version": inputs["version"], "revision": 1,
+                               "status": "deployed"})
         elif typ.startswith("pulumi:providers:"):
             rid = f"{name}-provider-id"
         if service and "arn" not in out:
@@ -331,11 +342,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def evaluate(stack: str, overrides: Mapping[str, Any] | None = None,
-             remove: Iterable[str] = (), *, config: Mapping[str, str] | None = None) -> Graph:
+             remove: Iterable[str] = (), *, config: Mapping[str, str] | None = None,
+             secret_keys: Iterable[str] = ()) -> Graph:
     """Run __main__.py for `stack` under mocks and return what it registered.
 
     `overrides` replaces whole config keys (`mlserve:network` ...) with Python values; `remove`
-    drops keys. A program error is returned in `Graph.error`, not raised, so tests can assert that
+    drops keys; `secret_keys` are the keys the engine would hold encrypted. A program error is returned in `Graph.error`, not raised, so tests can assert that
     nothing was registered.
     """
     values = dict(config if config is not None else stack_config(stack))
@@ -349,7 +361,7 @@ def evaluate(stack: str, overrides: Mapping[str, Any] | None = None,
 
     ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    set_all_config(values, [])
+    set_all_config(values, list(secret_keys))
     error: BaseException | None = None
     try:
         _sync_await(run_pulumi_func(

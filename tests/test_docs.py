@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 from components.config import StackConfig
 from tests.harness import ROOT_DIR
 from tools.config_reference import reference
+from tools.versions_table import table
 
 README = (ROOT_DIR / "README.md").read_text()
 
@@ -33,3 +34,7 @@ def test_pulumi_yaml_documents_every_top_level_key():
 
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT_DIR / ".ci" / "run").read_text()
+
+
+def test_readme_versions_table_is_generated_from_the_code():
+    assert table() in README, "run `python -m tools.versions_table` and paste it into README.md"

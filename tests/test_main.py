@@ -12,7 +12,8 @@ from tests.harness import ROOT_DIR, STACKS, evaluate
 
 EXPORTS = {"vpcId", "privateSubnetIds", "publicSubnetIds", "clusterName", "clusterEndpoint",
            "kubeconfig", "oidcProviderArn", "modelBucketName", "modelReaderRoleArn",
-           "systemNodeGroupName", "gpuNodeGroupNames"}
+           "systemNodeGroupName", "gpuNodeGroupNames", "prometheusUrl", "grafanaAdminPassword",
+           "grafanaPortForward", "modelNamespace"}
 AWS_PROVIDER = "pulumi:providers:aws"
 
 
@@ -64,7 +65,11 @@ def test_every_component_registers_its_outputs(graph):
     assert {c.type for c in components} >= {
         "mlserve:network:Network", "mlserve:cluster:Cluster", "mlserve:node_group:NodeGroup",
         "mlserve:gpu_node_groups:GpuNodeGroups", "mlserve:model_store:ModelStore",
-        "mlserve:iam:IrsaRole"}
+        "mlserve:iam:IrsaRole", "mlserve:storage:Storage", "mlserve:cert_manager:CertManager",
+        "mlserve:load_balancer_controller:LoadBalancerController", "mlserve:mesh:Mesh",
+        "mlserve:serving_platform:ServingPlatform", "mlserve:monitoring:Monitoring",
+        "mlserve:autoscaling:Autoscaling", "mlserve:cluster_autoscaler:ClusterAutoscaler",
+        "mlserve:gpu_stack:GpuStack"}
     for component in components:
         assert component.urn in graph.registered_outputs, f"{component.type} {component.name}"
         assert graph.registered_outputs[component.urn], f"{component.name} registered no outputs"
