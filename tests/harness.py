@@ -97,6 +97,8 @@ class Res:
     protect: bool
     ignore_changes: list[str]
     delete_before_replace: bool
+    secret_inputs: list[str] = field(default_factory=list)
+    """Top-level inputs the engine receives as secrets (encrypted in state)."""
 
     @property
     def explicit_dependencies(self) -> set[str]:
@@ -315,12 +317,13 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
+        raw_inputs = rpc.deserialize_properties(request.object)
         record = Res(
             urn=response.urn,
             type=request.type,
             name=request.name,
             custom=bool(request.custom),
-            inputs=_plain(rpc.deserialize_properties(request.object)),
+            inputs=_plain(raw_inputs),
             parent=request.parent or None,
             dependencies=sorted(request.dependencies),
             property_dependencies={k: sorted(v.urns)
@@ -329,6 +332,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             protect=bool(request.protect),
             ignore_changes=sorted(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            secret_inputs=sorted(k for k, v in raw_inputs.items() if rpc.is_rpc_secret(v)),
         )
         with self._lock:
             self.records.append(record)

@@ -166,6 +166,7 @@ def test_kubeconfig_uses_aws_eks_get_token_and_is_secret(graph):
 def test_one_kubernetes_provider_that_waits_for_access_and_system_nodes(graph):
     provider = graph.one(K8S_PROVIDER)
     eks = graph.one(EKS)
+    assert "kubeconfig" in provider.secret_inputs
     assert provider.inputs["clusterIdentifier"] == eks.inputs["name"]
     assert json.loads(provider.inputs["kubeconfig"])["current-context"] == eks.inputs["name"]
     for association in graph.of_type(ASSOCIATION):

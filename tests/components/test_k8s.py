@@ -95,6 +95,9 @@ def test_everything_kubernetes_waits_for_access_and_system_nodes(graph):
 
 
 def test_controllers_run_on_system_nodes_only(graph):
+    system_labels = graph.one("aws:eks/nodeGroup:NodeGroup", "cluster-system-ng").inputs["labels"]
+    assert SYSTEM_NODE_SELECTOR == {"mlserve.io/pool": "system"}
+    assert SYSTEM_NODE_SELECTOR.items() <= system_labels.items()
     for name, release in releases(graph).items():
         values = release.inputs["values"]
         selectors = find(values, "nodeSelector")

@@ -52,6 +52,7 @@ def test_grafana_password_is_a_secret_never_a_value(graph):
     assert grafana["admin"]["existingSecret"] == "grafana-admin"
     secret = graph.one("kubernetes:core/v1:Secret")
     assert secret.inputs["metadata"]["name"] == "grafana-admin"
+    assert "stringData" in secret.secret_inputs
     assert graph.waits_for(releases(graph)["kps"], secret)
     assert "grafanaAdminPassword" in graph.secret_exports
     password = graph.one("random:index/randomPassword:RandomPassword")
