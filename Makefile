@@ -1,6 +1,7 @@
 # mlserve — the two commands that matter:
 #   make test            install into .venv and run every offline test
 #   make up STACK=dev    pulumi up for a stack (local state backend if you're not logged in)
+# and for model authors: make validate, make serve, make bench, make build-model [DATASET=dir]
 
 STACK ?= dev
 VENV := .venv
@@ -18,7 +19,8 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test venv up preview destroy refresh outputs config-reference versions-table clean
+.PHONY: test venv up preview destroy refresh outputs config-reference versions-table \
+	build-model validate serve bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11+ is required")'
@@ -47,6 +49,20 @@ destroy: $(VENV)/.installed
 
 outputs:
 	@$(PULUMI_BACKEND) pulumi stack output --stack $(STACK)
+
+# ---- the model repository (see README, "Models") ----
+build-model: $(VENV)/.installed
+	$(PY) -m tools.models build $(if $(DATASET),--dataset $(DATASET))
+
+validate: $(VENV)/.installed
+	$(PY) -m tools.models validate
+
+serve: $(VENV)/.installed
+	$(PY) -m tools.models serve
+
+BENCH_SECONDS ?= 10
+bench: $(VENV)/.installed
+	$(PY) -m tools.models bench --seconds $(BENCH_SECONDS) --sweep 0,250,500,1000,2000,4000
 
 config-reference: $(VENV)/.installed
 	$(PY) -m tools.config_reference

@@ -1,5 +1,7 @@
 """mlserve: wires the platform's parts together from the validated stack configuration."""
 
+from pathlib import Path
+
 import pulumi
 
 from components import config as stack_config
@@ -12,6 +14,11 @@ from components.gpu_node_groups import GpuNodeGroups, GpuNodeGroupsArgs
 from components.gpu_stack import GpuStack, GpuStackArgs
 from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.mesh import Mesh, MeshArgs
+from components.model_repository import (
+    ModelRepository,
+    ModelRepositoryArgs,
+    load_model_repository,
+)
 from components.model_store import ModelStore, ModelStoreArgs
 from components.monitoring import GRAFANA_SERVICE, Monitoring, MonitoringArgs
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
@@ -19,8 +26,10 @@ from components.network import Network, NetworkArgs
 from components.serving_platform import ServingPlatform, ServingPlatformArgs
 from components.storage import Storage, StorageArgs
 
-# Validated in full before anything is registered: a bad stack file touches nothing.
+# Validated in full before anything is registered: a bad stack file or a broken model touches
+# nothing.
 config = stack_config.load()
+model_repo = load_model_repository(config.model_repository, Path(__file__).parent)
 stack = pulumi.get_stack()
 cluster_name = config.cluster_name(stack)
 tags = stack_tags(config, stack)
@@ -64,6 +73,13 @@ model_store = ModelStore(
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_issuer_url=cluster.oidc_issuer_url,
     ),
+    on_aws,
+)
+
+models = ModelRepository(
+    "model-repo",
+    ModelRepositoryArgs(repository=model_repo, bucket=model_store.bucket_name,
+                        prefix=config.model_repository.prefix, bucket_ready=model_store.ready),
     on_aws,
 )
 
@@ -171,6 +187,8 @@ pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
 pulumi.export("modelBucketName", model_store.bucket_name)
 pulumi.export("modelReaderRoleArn", model_store.reader_role_arn)
 pulumi.export("systemNodeGroupName", cluster.system_nodes.name_output)
+pulumi.export("modelStorageUri", models.uploaded)
+pulumi.export("modelContentHash", models.content_hash)
 pulumi.export("gpuNodeGroupNames", gpu_nodes.node_group_names)
 if monitoring is not None:
     pulumi.export("prometheusUrl", monitoring.prometheus_url)

@@ -369,6 +369,16 @@ class ModelBucketConfig(_Model):
     protect: bool = Field(False, description="Pulumi-protect the bucket. Required in prod.")
 
 
+class ModelRepositoryConfig(_Model):
+    """Where the Triton model repository comes from and where it goes in the bucket."""
+
+    path: str = Field("model_repo", pattern=r"^[\w./-]+$",
+                      description="Repository folder (relative paths are from the project).")
+    prefix: str = Field("models", pattern=r"^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)*$",
+                        description="Key prefix in the bucket; objects go under "
+                        "<prefix>/<content hash>/.")
+
+
 class ModelServingConfig(_Model):
     """Who may read the model bucket: the one service account model pods run as."""
 
@@ -495,6 +505,9 @@ class StackConfig(_Model):
     )
     model_serving: ModelServingConfig = Field(
         default_factory=ModelServingConfig, description="Model server identity."
+    )
+    model_repository: ModelRepositoryConfig = Field(
+        default_factory=ModelRepositoryConfig, description="Model repository upload."
     )
     platform: PlatformConfig = Field(default_factory=PlatformConfig,
                                      description="Kubernetes platform parts.")

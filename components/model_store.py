@@ -75,7 +75,7 @@ class ModelStore(pulumi.ComponentResource):
             f"{name}-public-access-block", bucket=bucket_id, block_public_acls=True,
             block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
             opts=child)
-        aws.s3.BucketVersioning(
+        versioning = aws.s3.BucketVersioning(
             f"{name}-versioning", bucket=bucket_id,
             versioning_configuration={"status": "Enabled"}, opts=child)
         if self.key is not None:
@@ -85,9 +85,9 @@ class ModelStore(pulumi.ComponentResource):
                 "bucket_key_enabled": True}
         else:
             encryption = {"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}
-        aws.s3.BucketServerSideEncryptionConfiguration(
+        encryption_config = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption", bucket=bucket_id, rules=[encryption], opts=child)
-        aws.s3.BucketPolicy(
+        tls_policy = aws.s3.BucketPolicy(
             f"{name}-tls-only", bucket=bucket_id, policy=self.bucket.arn.apply(tls_only_policy),
             # S3 rejects policy writes racing the public-access block.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_block]))
@@ -103,6 +103,9 @@ class ModelStore(pulumi.ComponentResource):
             ],
             opts=child)
 
+        # What must be in force before any object is written.
+        self.ready: list[pulumi.Resource] = [encryption_config, public_block, tls_policy,
+                                             versioning]
         key_arn = self.key.arn if self.key is not None else None
         self.reader = IrsaRole(
             f"{name}-reader",

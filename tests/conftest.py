@@ -37,3 +37,12 @@ def staging() -> Graph:
 @pytest.fixture
 def prod() -> Graph:
     return stack_graph("prod")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_outlives_the_tests():
+    """Every tritonserver a test starts is stopped by the tests themselves."""
+    yield
+    from tools.models.serve import TritonServer
+
+    assert not TritonServer.running, f"tritonserver still running: {TritonServer.running}"

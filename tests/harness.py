@@ -97,6 +97,7 @@ class Res:
     protect: bool
     ignore_changes: list[str]
     delete_before_replace: bool
+    retain_on_delete: bool = False
     secret_inputs: list[str] = field(default_factory=list)
     """Top-level inputs the engine receives as secrets (encrypted in state)."""
 
@@ -211,6 +212,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, pulumi.Resource):
         return f"<resource {type(value).__name__}>"
+    if isinstance(value, pulumi.FileAsset):
+        return {"fileAsset": value.path}
     return value
 
 
@@ -297,6 +300,9 @@ class AwsMocks(pulumi.runtime.Mocks):
                                "chart": inputs["chart"].rsplit("/", 1)[-1],
                                "version": inputs["version"], "revision": 1,
                                "status": "deployed"})
+        elif typ == "aws:s3/bucketObjectv2:BucketObjectv2":
+            rid = inputs["key"]
+            out.update(etag=_hex(inputs["key"], 32), versionId=_hex(name, 32))
         elif typ.startswith("pulumi:providers:"):
             rid = f"{name}-provider-id"
         if service and "arn" not in out:
@@ -332,6 +338,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             protect=bool(request.protect),
             ignore_changes=sorted(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            retain_on_delete=bool(request.retainOnDelete),
             secret_inputs=sorted(k for k, v in raw_inputs.items() if rpc.is_rpc_secret(v)),
         )
         with self._lock:

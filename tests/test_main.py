@@ -13,7 +13,7 @@ from tests.harness import ROOT_DIR, STACKS, evaluate
 EXPORTS = {"vpcId", "privateSubnetIds", "publicSubnetIds", "clusterName", "clusterEndpoint",
            "kubeconfig", "oidcProviderArn", "modelBucketName", "modelReaderRoleArn",
            "systemNodeGroupName", "gpuNodeGroupNames", "prometheusUrl", "grafanaAdminPassword",
-           "grafanaPortForward", "modelNamespace"}
+           "grafanaPortForward", "modelNamespace", "modelStorageUri", "modelContentHash"}
 AWS_PROVIDER = "pulumi:providers:aws"
 
 
@@ -69,7 +69,7 @@ def test_every_component_registers_its_outputs(graph):
         "mlserve:load_balancer_controller:LoadBalancerController", "mlserve:mesh:Mesh",
         "mlserve:serving_platform:ServingPlatform", "mlserve:monitoring:Monitoring",
         "mlserve:autoscaling:Autoscaling", "mlserve:cluster_autoscaler:ClusterAutoscaler",
-        "mlserve:gpu_stack:GpuStack"}
+        "mlserve:gpu_stack:GpuStack", "mlserve:model_repository:ModelRepository"}
     for component in components:
         assert component.urn in graph.registered_outputs, f"{component.type} {component.name}"
         assert graph.registered_outputs[component.urn], f"{component.name} registered no outputs"
@@ -104,7 +104,7 @@ def test_main_only_wires_components():
     imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imports |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
-    assert imports <= {"pulumi"} | {m for m in imports if m.startswith("components")}
+    assert imports <= {"pulumi", "pathlib"} | {m for m in imports if m.startswith("components")}
     assert "pulumi_aws" not in imports and "pulumi_kubernetes" not in imports
 
 
