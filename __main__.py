@@ -19,6 +19,7 @@ from components.model_repository import (
     ModelRepositoryArgs,
     load_model_repository,
 )
+from components.model_serving import ModelServing, ModelServingArgs, plan_models
 from components.model_store import ModelStore, ModelStoreArgs
 from components.monitoring import GRAFANA_SERVICE, Monitoring, MonitoringArgs
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
@@ -30,6 +31,7 @@ from components.storage import Storage, StorageArgs
 # nothing.
 config = stack_config.load()
 model_repo = load_model_repository(config.model_repository, Path(__file__).parent)
+model_plans = plan_models(config, model_repo)
 stack = pulumi.get_stack()
 cluster_name = config.cluster_name(stack)
 tags = stack_tags(config, stack)
@@ -177,6 +179,26 @@ if platform.kserve.enabled and cert_manager is not None and mesh is not None:
         on_cluster,
     )
 
+served = None
+if serving is not None and mesh is not None and config.model_serving.backend == "kserve":
+    served = ModelServing(
+        "model-serving",
+        ModelServingArgs(
+            plans=model_plans,
+            namespace=serving.model_namespace,
+            region=config.region,
+            bucket=model_store.bucket_name,
+            reader_role_arn=model_store.reader_role_arn,
+            ingress_domain=platform.kserve.ingress_domain,
+            ingress_address=mesh.ingress_hostname,
+            # Runtime, identity, model files and the autoscaler exist before any model; on
+            # destroy the models go first.
+            depends_on=[serving.runtimes, model_store.reader, models,
+                        *([autoscaling.keda] if autoscaling.keda else [])],
+            monitoring=monitoring.release if monitoring else None),
+        on_cluster,
+    )
+
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("privateSubnetIds", network.private_subnet_ids)
 pulumi.export("publicSubnetIds", network.public_subnet_ids)
@@ -197,3 +219,5 @@ if monitoring is not None:
                   f"kubectl -n {MONITORING_NAMESPACE} port-forward svc/{GRAFANA_SERVICE} 3000:80")
 if serving is not None:
     pulumi.export("modelNamespace", serving.model_namespace)
+if served is not None:
+    pulumi.export("models", served.endpoints)

@@ -29,6 +29,9 @@ POOL_LABEL = "mlserve.io/pool"
 ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
 # Their pods need somewhere to run.
 ADDONS_AFTER_NODES = ("coredns", "aws-ebs-csi-driver")
+# The VPC CNI enforces NetworkPolicy only when asked to; without it the model servers'
+# policies would be silently ignored.
+ADDON_CONFIGURATION = {"vpc-cni": json.dumps({"enableNetworkPolicy": "true"})}
 
 
 def kubeconfig(cluster_name: str, endpoint: str, certificate_authority: str, region: str) -> str:
@@ -247,6 +250,7 @@ class Cluster(pulumi.ComponentResource):
             addon_name=addon,
             addon_version=version,
             service_account_role_arn=role_arn,
+            configuration_values=ADDON_CONFIGURATION.get(addon),
             # The stack owns these add-ons' configuration; hand edits are overwritten.
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",

@@ -379,13 +379,92 @@ class ModelRepositoryConfig(_Model):
                         "<prefix>/<content hash>/.")
 
 
+_QUANTITY = r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$"
+_CONTENT_HASH = r"^[0-9a-f]{20}$"
+
+
+class CanaryConfig(_Model):
+    """A second model version taking a share of the traffic (KServe Standard-mode canary)."""
+
+    version: str | None = Field(None, pattern=_CONTENT_HASH,
+                                description="Content hash of the canary; default: the "
+                                "repository's current hash.")
+    percent: int = Field(ge=0, le=100, description="Share of requests routed to the canary "
+                         "(0 = dark launch).")
+    replicas: int = Field(1, ge=1, le=20, description="Fixed canary replicas (canaries don't "
+                          "autoscale).")
+
+
+class ServedModelConfig(_Model):
+    """How one model of the repository is served, scaled and watched."""
+
+    version: str | None = Field(None, pattern=_CONTENT_HASH,
+                                description="Content hash to serve; default: the repository's "
+                                "current hash (pin an older one to roll back).")
+    gpu_pool: str | None = Field(None, description="GPU node group to run on; default: the "
+                                 "first of gpuNodeGroups.")
+    min_replicas: int = Field(1, ge=0, le=100, description="Replica floor; 0 only where "
+                              "allowScaleToZero.")
+    max_replicas: int = Field(4, ge=1, le=100, description="Replica ceiling.")
+    gpus: int = Field(1, ge=1, le=8, description="GPUs per replica.")
+    cpu: str = Field("2", pattern=_QUANTITY, description="CPU request (and limit) per replica.")
+    memory: str = Field("8Gi", pattern=_QUANTITY, description="Memory request and limit.")
+    autoscaler: Literal["keda", "hpa"] = Field(
+        "keda", description="keda: Triton's queue backlog from Prometheus; hpa: CPU fallback.")
+    target_pending_requests: int = Field(
+        4, ge=1, le=1000, description="KEDA: queued requests per replica before scaling out.")
+    target_cpu_utilization: int = Field(70, ge=10, le=100,
+                                        description="HPA: average CPU utilisation target (%).")
+    scale_up_stabilization_seconds: int = Field(0, ge=0, le=3600,
+                                                description="Wait before scaling out again.")
+    cooldown_seconds: int = Field(300, ge=0, le=3600,
+                                  description="Wait before scaling in (scale-down window).")
+    canary: CanaryConfig | None = Field(None, description="Canary version and traffic share.")
+    slo_p95_ms: int = Field(100, ge=1, description="p95 latency SLO; alert above it.")
+    max_error_rate: float = Field(0.01, gt=0, lt=1, description="Alert above this failure "
+                                  "ratio.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> ServedModelConfig:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.max_replicas < self.min_replicas:
+            problems.append((("maxReplicas",), f"maxReplicas: must be >= minReplicas "
+                                               f"({self.min_replicas}), got {self.max_replicas}"))
+        if self.autoscaler == "hpa" and self.min_replicas < 1:
+            problems.append((("minReplicas",), "minReplicas: the hpa autoscaler can't scale to "
+                                               "zero; use keda or minReplicas >= 1"))
+        if self.canary is not None:
+            if self.min_replicas < 1:
+                problems.append((("canary",), "canary: needs minReplicas >= 1 (KServe keeps a "
+                                              "canary at most at the stable floor)"))
+            elif self.canary.replicas > self.min_replicas:
+                problems.append((("canary", "replicas"),
+                                 f"canary.replicas: must be <= minReplicas ({self.min_replicas}), "
+                                 f"got {self.canary.replicas}"))
+            if self.canary.version is not None and self.canary.version == self.version:
+                problems.append((("canary", "version"), "canary.version: must differ from "
+                                                        "version"))
+        if problems:
+            raise ConfigRuleError(problems)
+        return self
+
+
 class ModelServingConfig(_Model):
-    """Who may read the model bucket: the one service account model pods run as."""
+    """Where and how models are served, and who may read the model bucket."""
 
     namespace: str = Field("models", pattern=_DNS_LABEL, max_length=63,
                            description="Namespace of the model servers.")
     service_account: str = Field("model-server", pattern=_DNS_LABEL, max_length=63,
                                  description="Service account trusted by the model-reader role.")
+    backend: Literal["kserve", "seldon", "none"] = Field(
+        "kserve", description="Serving backend; none: the platform without models.")
+    allow_scale_to_zero: bool = Field(False, description="Let models set minReplicas 0 "
+                                      "(never in prod; the first request waits for a GPU node "
+                                      "and a model load).")
+    models: dict[Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")],
+                 ServedModelConfig] = Field(
+        default_factory=dict, description="Models to serve, by name; default: every model in "
+        "the repository with default settings.")
 
 
 class PartConfig(_Model):
@@ -531,7 +610,37 @@ class StackConfig(_Model):
             if name in names[:index]:
                 problems.append((("gpuNodeGroups", index, "name"),
                                  f"gpuNodeGroups[{index}].name: must be unique, got {name!r} twice"))
+        pools = {g.name: g for g in self.gpu_node_groups}
+        serving = self.model_serving
+        for name, model in (serving.models if serving.backend != "none" else {}).items():
+            where = ("modelServing", "models", name)
+            key = f"modelServing.models.{name}"
+            if model.gpu_pool is not None and model.gpu_pool not in pools:
+                problems.append(((*where, "gpuPool"), f"{key}.gpuPool: must name one of "
+                                 f"gpuNodeGroups {sorted(pools)}, got {model.gpu_pool!r}"))
+            pool = pools.get(model.gpu_pool or self.gpu_node_groups[0].name)
+            if pool is not None and model.gpus > pool.gpus_per_node:
+                problems.append(((*where, "gpus"), f"{key}.gpus: pool {pool.name!r} nodes have "
+                                 f"{pool.gpus_per_node} GPU(s), got {model.gpus}"))
+            if model.min_replicas == 0 and not serving.allow_scale_to_zero:
+                problems.append(((*where, "minReplicas"), f"{key}.minReplicas: 0 needs "
+                                 "modelServing.allowScaleToZero"))
+            if self.environment == "prod" and model.min_replicas < 2:
+                problems.append(((*where, "minReplicas"), f"{key}.minReplicas: must be >= 2 in "
+                                 f"prod, got {model.min_replicas}"))
+            if model.canary is not None and serving.backend != "kserve":
+                problems.append(((*where, "canary"), f"{key}.canary: needs backend kserve"))
+            if model.autoscaler == "keda" and not (self.platform.keda.enabled
+                                                   and self.platform.monitoring.enabled):
+                problems.append(((*where, "autoscaler"), f"{key}.autoscaler: keda needs "
+                                 "platform.keda and platform.monitoring enabled"))
+        if serving.backend == "kserve" and not self.platform.kserve.enabled:
+            problems.append((("modelServing", "backend"), "modelServing.backend: kserve needs "
+                             "platform.kserve.enabled"))
         if self.environment == "prod":
+            if serving.allow_scale_to_zero:
+                problems.append((("modelServing", "allowScaleToZero"),
+                                 "modelServing.allowScaleToZero: must be false in prod"))
             if not self.model_bucket.protect:
                 problems.append((("modelBucket", "protect"),
                                  "modelBucket.protect: must be true in prod, got false"))

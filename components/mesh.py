@@ -113,7 +113,21 @@ class Mesh(pulumi.ComponentResource):
             spec={"controller": INGRESS_CONTROLLER},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.istiod]),
         )
+        # The NLB's DNS name, read back from the Service the gateway chart created.
+        service = k8s.core.v1.Service.get(
+            f"{name}-gateway-service", pulumi.Output.concat(ns.metadata.name, "/", GATEWAY_RELEASE),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]))
+        self.ingress_hostname: pulumi.Output[str] = service.status.apply(
+            lambda status: _load_balancer_address(status))
         self.namespace = ns.metadata.name
         self.register_outputs({"namespace": self.namespace,
                                "ingressClass": self.ingress_class.metadata.name,
+                               "ingressHostname": self.ingress_hostname,
                                "gateway": self.gateway.status})
+
+
+def _load_balancer_address(status: Any) -> str:
+    ingress = (status.load_balancer.ingress if status and status.load_balancer else None) or []
+    if not ingress:
+        return "<pending: the NLB has no address yet>"
+    return ingress[0].hostname or ingress[0].ip or ""

@@ -39,6 +39,19 @@ def prod() -> Graph:
     return stack_graph("prod")
 
 
+@pytest.fixture(scope="session")
+def local_triton(tmp_path_factory):
+    """A real tritonserver on loopback serving twins of model_repo/ (shared by the tests)."""
+    from tests.harness import ROOT_DIR
+    from tools.models import repository
+    from tools.models.serve import TritonServer, write_twins
+
+    twins = write_twins(repository.load(ROOT_DIR / "model_repo"),
+                        tmp_path_factory.mktemp("twins") / "repo")
+    with TritonServer(str(twins)) as server:
+        yield server
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_server_outlives_the_tests():
     """Every tritonserver a test starts is stopped by the tests themselves."""

@@ -121,6 +121,8 @@ class Graph:
     registered_outputs: dict[str, dict[str, Any]]
     invokes: list[Invoke]
     exports: dict[str, Any]
+    reads: list[tuple[str, str, str | None]] = field(default_factory=list)
+    """(type, id, provider) of every existing resource the program reads."""
     secret_exports: set[str] = field(default_factory=set)
     error: BaseException | None = None
     _by_urn: dict[str, Res] = field(default_factory=dict, repr=False)
@@ -214,6 +216,9 @@ def _plain(value: Any) -> Any:
         return f"<resource {type(value).__name__}>"
     if isinstance(value, pulumi.FileAsset):
         return {"fileAsset": value.path}
+    if isinstance(value, float) and value.is_integer():
+        # Properties travel as protobuf doubles; the provider hands Kubernetes integers.
+        return int(value)
     return value
 
 
@@ -303,6 +308,13 @@ class AwsMocks(pulumi.runtime.Mocks):
         elif typ == "aws:s3/bucketObjectv2:BucketObjectv2":
             rid = inputs["key"]
             out.update(etag=_hex(inputs["key"], 32), versionId=_hex(name, 32))
+        elif typ == "kubernetes:core/v1:Service" and args.resource_id:
+            rid = args.resource_id
+            namespace, service = rid.split("/", 1)
+            out.update(metadata={"name": service, "namespace": namespace},
+                       status={"loadBalancer": {"ingress": [{
+                           "hostname": f"k8s-istiosys-{service[:9]}-{suffix[:10]}.elb.{region}"
+                                       ".amazonaws.com"}]}})
         elif typ.startswith("pulumi:providers:"):
             rid = f"{name}-provider-id"
         if service and "arn" not in out:
@@ -316,6 +328,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: AwsMocks):
         super().__init__(mocks)
         self.records: list[Res] = []
+        self.reads: list[tuple[str, str, str | None]] = []
         self.registered_outputs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -344,6 +357,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         with self._lock:
             self.records.append(record)
         return response
+
+    def ReadResource(self, request):  # noqa: N802
+        with self._lock:
+            self.reads.append((request.type, request.id, _provider_urn(request.provider)))
+        return super().ReadResource(request)
 
     def RegisterResourceOutputs(self, request):  # noqa: N802
         outputs = _plain(rpc.deserialize_properties(request.outputs))
@@ -390,7 +408,7 @@ def evaluate(stack: str, overrides: Mapping[str, Any] | None = None,
                 secret_exports.add(key)
     return Graph(stack=stack, resources=list(monitor.records), registered_outputs=monitor.registered_outputs,
                  invokes=list(mocks.invokes), exports=exports, secret_exports=secret_exports,
-                 error=error)
+                 reads=list(monitor.reads), error=error)
 
 
 def set_path(config: Mapping[str, str], path: str, value: Any) -> dict[str, str]:

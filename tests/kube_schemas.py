@@ -36,6 +36,10 @@ def manifests(graph: Graph) -> list[dict[str, Any]]:
     return out
 
 
+def is_kserve(obj: dict[str, Any]) -> bool:
+    return obj["apiVersion"].startswith("serving.kserve.io/")
+
+
 def is_core(obj: dict[str, Any]) -> bool:
     group = obj["apiVersion"].rsplit("/", 1)[0] if "/" in obj["apiVersion"] else ""
     return group == "" or group.endswith(".k8s.io") or group in {"apps", "batch", "policy",

@@ -13,7 +13,7 @@ from tests.harness import ROOT_DIR, STACKS, evaluate
 EXPORTS = {"vpcId", "privateSubnetIds", "publicSubnetIds", "clusterName", "clusterEndpoint",
            "kubeconfig", "oidcProviderArn", "modelBucketName", "modelReaderRoleArn",
            "systemNodeGroupName", "gpuNodeGroupNames", "prometheusUrl", "grafanaAdminPassword",
-           "grafanaPortForward", "modelNamespace", "modelStorageUri", "modelContentHash"}
+           "grafanaPortForward", "modelNamespace", "modelStorageUri", "modelContentHash", "models"}
 AWS_PROVIDER = "pulumi:providers:aws"
 
 
@@ -69,7 +69,8 @@ def test_every_component_registers_its_outputs(graph):
         "mlserve:load_balancer_controller:LoadBalancerController", "mlserve:mesh:Mesh",
         "mlserve:serving_platform:ServingPlatform", "mlserve:monitoring:Monitoring",
         "mlserve:autoscaling:Autoscaling", "mlserve:cluster_autoscaler:ClusterAutoscaler",
-        "mlserve:gpu_stack:GpuStack", "mlserve:model_repository:ModelRepository"}
+        "mlserve:gpu_stack:GpuStack", "mlserve:model_repository:ModelRepository",
+        "mlserve:model_serving:ModelServing", "mlserve:inference_service:InferenceService"}
     for component in components:
         assert component.urn in graph.registered_outputs, f"{component.type} {component.name}"
         assert graph.registered_outputs[component.urn], f"{component.name} registered no outputs"

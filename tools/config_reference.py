@@ -82,8 +82,9 @@ def rows(model: type[BaseModel] = StackConfig, prefix: str = "") -> list[str]:
                    f"{_default(field)} | {field.description or ''} |")
         inner = _inner_model(field.annotation)
         if inner is not None:
-            is_list = typing.get_origin(field.annotation) is list
-            out.extend(rows(inner, f"{path}[].") if is_list else rows(inner, f"{path}."))
+            origin = typing.get_origin(field.annotation)
+            nested = {list: f"{path}[].", dict: f"{path}.<name>."}.get(origin, f"{path}.")
+            out.extend(rows(inner, nested))
     return out
 
 

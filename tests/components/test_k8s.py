@@ -11,7 +11,8 @@ import pytest
 from components.k8s import GPU_TOLERATION, SYSTEM_NODE_SELECTOR
 from components.versions import CHARTS
 from tests.harness import STACKS, evaluate, set_path, stack_config
-from tests.kube_schemas import is_core, manifests, validate_core, validate_custom
+from tests.kserve_schema import validate_inference_service
+from tests.kube_schemas import is_core, is_kserve, manifests, validate_core, validate_custom
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 # Releases that run no pods of their own (CRDs, runtime definitions).
@@ -151,10 +152,19 @@ def test_core_objects_validate_against_kubernetes_schemas(stack, request):
 @pytest.mark.parametrize("stack", STACKS)
 def test_custom_resources_validate_against_published_schemas(stack, request):
     graph = request.getfixturevalue(stack)
-    custom = [o for o in manifests(graph) if not is_core(o)]
-    assert {o["kind"] for o in custom} >= {"PeerAuthentication"}
+    custom = [o for o in manifests(graph) if not is_core(o) and not is_kserve(o)]
+    assert {o["kind"] for o in custom} >= {"PeerAuthentication", "PodMonitor", "PrometheusRule"}
     errors = validate_custom(custom)
     assert errors == [None] * len(custom), list(zip([o["kind"] for o in custom], errors))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_inference_services_validate_against_kserves_generated_models(stack, request):
+    graph = request.getfixturevalue(stack)
+    services = [o for o in manifests(graph) if is_kserve(o)]
+    assert services
+    for service in services:
+        assert validate_inference_service(service) == [], service["metadata"]["name"]
 
 
 def test_schema_validation_catches_bad_objects():
@@ -167,10 +177,18 @@ def test_schema_validation_catches_bad_objects():
     unknown = {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "x"}}
     errors = validate_custom([bad_peer, unknown])
     assert "mode" in errors[0] and "no schema" in errors[1]
+    bad_isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": "m"},
+                "spec": {"predictor": {"minReplica": 1, "model": {"runtime": 3,
+                         "ports": [{"containerPort": "x"}]}}}}
+    found = validate_inference_service(bad_isvc)
+    assert any("minReplica: unknown field" in e for e in found)
+    assert any("runtime: expected str" in e for e in found)
+    assert any("containerPort" in e for e in found)
 
 
 def test_parts_can_be_switched_off():
-    config = stack_config("dev")
+    config = set_path(stack_config("dev"), "modelServing.backend", "none")
     for part in ("kserve", "keda", "metricsServer", "clusterAutoscaler", "dcgmExporter",
                  "nvidiaDevicePlugin"):
         config = set_path(config, f"platform.{part}.enabled", False)

@@ -113,8 +113,9 @@ def test_reader_role_trusts_exactly_one_service_account(graph):
 
 
 def test_reader_trust_follows_serving_config():
-    graph = evaluate("dev", config=set_path(stack_config("dev"), "modelServing",
-                                            {"namespace": "ml", "serviceAccount": "triton"}))
+    config = set_path(stack_config("dev"), "modelServing.namespace", "ml")
+    graph = evaluate("dev", config=set_path(config, "modelServing.serviceAccount", "triton"))
+    assert graph.error is None, graph.error
     role = graph.one("aws:iam/role:Role", "models-reader-role")
     condition = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]
     assert "system:serviceaccount:ml:triton" in condition["StringEquals"].values()

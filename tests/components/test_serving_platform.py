@@ -40,7 +40,7 @@ def test_model_namespace_is_meshed_with_strict_mtls(graph):
                   for n in graph.of_type("kubernetes:core/v1:Namespace")}
     models = namespaces["models"]
     assert models.inputs["metadata"]["labels"]["istio-injection"] == "enabled"
-    peer = graph.one("kubernetes:security.istio.io/v1:PeerAuthentication")
+    peer = graph.one("kubernetes:security.istio.io/v1:PeerAuthentication", "serving-models-mtls")
     assert peer.inputs["metadata"] == {"name": "default", "namespace": "models"}
     assert peer.inputs["spec"] == {"mtls": {"mode": "STRICT"}}
     assert graph.waits_for(peer, releases(graph)["istio-base"])

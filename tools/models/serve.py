@@ -29,6 +29,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tools.models.repository import CONFIG_FILE, Repository
+from tools.models.triton import METRICS_ARGS
 
 TWIN_MODEL = Path(__file__).parent / "twin_model.py"
 LOOPBACK = "127.0.0.1"
@@ -144,6 +145,7 @@ class TritonServer:
             f"--metrics-address={LOOPBACK}", f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false", "--allow-cpu-metrics=true",
             "--strict-readiness=true", "--exit-on-error=true",
+            *METRICS_ARGS,
         ]
 
     def start(self, timeout: float = 60.0) -> TritonServer:

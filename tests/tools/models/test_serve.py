@@ -26,11 +26,9 @@ SERIES = ("nv_inference_request_success", "nv_inference_request_failure", "nv_in
           "nv_inference_queue_duration_us", "nv_inference_request_duration_us")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    twins = write_twins(repository.load(SHIPPED), tmp_path_factory.mktemp("twins") / "repo")
-    with TritonServer(str(twins)) as running:
-        yield running
+@pytest.fixture
+def server(local_triton):
+    return local_triton
 
 
 @pytest.fixture(scope="module")

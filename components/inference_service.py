@@ -1,0 +1,316 @@
+"""One served model on KServe: the InferenceService (Triton on GPUs, KEDA on Triton's backlog,
+optional canary) and what watches it: PodMonitor, alerts, a Grafana dashboard, a disruption budget.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import ServedModelConfig
+from components.gpu_node_groups import GPU_PRESENT_LABEL, POOL_LABEL
+from components.k8s import GPU_TOLERATION
+from components.monitoring import DASHBOARD_LABEL, NAMESPACE as MONITORING_NAMESPACE
+from components.monitoring import PROMETHEUS_URL
+from components.serving_platform import TRITON_RUNTIME
+from components.versions import TRITON_IMAGE_TAG
+from tools.models.triton import HTTP_PORT, METRICS_ARGS, METRICS_PORT, READY_PATH
+
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+
+
+def predictor_name(version: str) -> str:
+    """KServe names the Deployment {isvc}-{predictor.name}-predictor: one per content hash, so a
+    canary and its promotion reuse the same Deployment (no restart)."""
+    return f"v-{version[:10]}"
+
+
+def deployment_name(model: str, version: str) -> str:
+    return f"{model}-{predictor_name(version)}-predictor"
+
+
+def pod_selector(namespace: str, model: str, version: str | None = None) -> str:
+    """PromQL label matchers for one model's pods (all versions, or one)."""
+    pods = f"{deployment_name(model, version)}-.*" if version else f"{model}-v-.*-predictor-.*"
+    return f'namespace="{namespace}",model="{model}",pod=~"{pods}"'
+
+
+def backlog_query(namespace: str, model: str, version: str) -> str:
+    """Requests waiting in Triton's queues on the stable version's pods: rises the moment
+    traffic outgrows capacity, unlike a request rate averaged over a minute."""
+    return f"sum(nv_inference_pending_request_count{{{pod_selector(namespace, model, version)}}})"
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """Everything about one served model that is decided before registering resources."""
+
+    name: str
+    namespace: str
+    service_account: str
+    storage_prefix: str
+    """s3://bucket/prefix, without the hash."""
+    version: str
+    config: ServedModelConfig
+    gpu_pool: str
+    canary_version: str | None = None
+    example_request: dict[str, Any] = field(default_factory=dict)
+    """A small valid V2 request body for this model (for the curl in the stack outputs)."""
+
+    def storage_uri(self, bucket: str, version: str) -> str:
+        return f"s3://{bucket}/{self.storage_prefix}/{version}"
+
+
+def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
+    return {
+        "modelFormat": {"name": "triton"},
+        "protocolVersion": "v2",
+        "runtime": TRITON_RUNTIME,
+        "runtimeVersion": TRITON_IMAGE_TAG,
+        "storageUri": plan.storage_uri(bucket, version),
+        # The repository holds every model: this server loads only its own.
+        "args": ["--model-control-mode=explicit", f"--load-model={plan.name}", *METRICS_ARGS],
+        # Declared so the PodMonitor can scrape it (Triton serves metrics on 8002).
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": READY_PATH, "port": HTTP_PORT},
+                           "periodSeconds": 5, "failureThreshold": 3},
+        "resources": {
+            "requests": {"cpu": plan.config.cpu, "memory": plan.config.memory,
+                         "nvidia.com/gpu": str(plan.config.gpus)},
+            "limits": {"cpu": plan.config.cpu, "memory": plan.config.memory,
+                       "nvidia.com/gpu": str(plan.config.gpus)},
+        },
+    }
+
+
+def _placement(plan: ModelPlan) -> dict[str, Any]:
+    return {
+        "serviceAccountName": plan.service_account,
+        "nodeSelector": {GPU_PRESENT_LABEL: "true", POOL_LABEL: plan.gpu_pool},
+        "tolerations": [GPU_TOLERATION],
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+
+
+def _autoscaling(plan: ModelPlan) -> dict[str, Any]:
+    config = plan.config
+    if config.autoscaler == "keda":
+        metric = {"type": "External", "external": {
+            "metric": {"backend": "prometheus", "serverAddress": PROMETHEUS_URL,
+                       "query": backlog_query(plan.namespace, plan.name, plan.version)},
+            "target": {"type": "Value", "value": str(config.target_pending_requests)},
+        }}
+    else:
+        metric = {"type": "Resource", "resource": {
+            "name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": config.target_cpu_utilization},
+        }}
+    return {
+        "metrics": [metric],
+        "behavior": {
+            "scaleUp": {"stabilizationWindowSeconds": config.scale_up_stabilization_seconds},
+            "scaleDown": {"stabilizationWindowSeconds": config.cooldown_seconds},
+        },
+    }
+
+
+def inference_service(plan: ModelPlan, bucket: str) -> dict[str, Any]:
+    """The InferenceService manifest (serving.kserve.io/v1beta1, KServe v0.20)."""
+    config = plan.config
+    predictor = {
+        "name": predictor_name(plan.version),
+        **_placement(plan),
+        "minReplicas": config.min_replicas,
+        "maxReplicas": config.max_replicas,
+        "autoScaling": _autoscaling(plan),
+        "model": _model_spec(plan, bucket, plan.version),
+    }
+    spec: dict[str, Any] = {"predictor": predictor}
+    if plan.canary_version is not None and config.canary is not None:
+        # Standard-mode canary (v0.20): fixed replicas, no autoscaling. Promote by making its
+        # version the main one (same predictor name: KServe keeps the Deployment); roll back by
+        # removing it.
+        spec["canary"] = [{
+            "predictor": {
+                "name": predictor_name(plan.canary_version),
+                **_placement(plan),
+                "minReplicas": config.canary.replicas,
+                "model": _model_spec(plan, bucket, plan.canary_version),
+            },
+            "trafficPercent": config.canary.percent,
+        }]
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": plan.name,
+            "namespace": plan.namespace,
+            "annotations": {
+                # Compared as a string by KServe's validation: always explicit.
+                "serving.kserve.io/deploymentMode": "Standard",
+                "serving.kserve.io/autoscalerClass": config.autoscaler,
+            },
+        },
+        "spec": spec,
+    }
+
+
+def pod_monitor(plan: ModelPlan) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+        "metadata": {"name": f"{plan.name}-triton", "namespace": plan.namespace},
+        "spec": {
+            "selector": {"matchLabels": {ISVC_LABEL: plan.name}},
+            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
+        },
+    }
+
+
+def metrics_port_permissive(plan: ModelPlan) -> dict[str, Any]:
+    """Prometheus isn't in the mesh: plaintext is allowed on the metrics port only."""
+    return {
+        "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": f"{plan.name}-metrics", "namespace": plan.namespace},
+        "spec": {"selector": {"matchLabels": {ISVC_LABEL: plan.name}},
+                 "mtls": {"mode": "STRICT"},
+                 "portLevelMtls": {str(METRICS_PORT): {"mode": "PERMISSIVE"}}},
+    }
+
+
+def alert_expressions(plan: ModelPlan) -> dict[str, str]:
+    pods = pod_selector(plan.namespace, plan.name)
+    return {
+        "ModelErrorRateHigh": (
+            f"sum(rate(nv_inference_request_failure{{{pods}}}[5m])) / "
+            f"clamp_min(sum(rate(nv_inference_request_success{{{pods}}}[5m])) + "
+            f"sum(rate(nv_inference_request_failure{{{pods}}}[5m])), 1e-9) "
+            f"> {plan.config.max_error_rate}"),
+        "ModelLatencyP95AboveSLO": (
+            f'max(nv_inference_request_summary_us{{{pods},quantile="0.95"}}) / 1000 '
+            f"> {plan.config.slo_p95_ms}"),
+        "ModelPodsPendingForGPU": (
+            f'sum(kube_pod_status_phase{{namespace="{plan.namespace}",'
+            f'pod=~"{plan.name}-v-.*-predictor-.*",phase="Pending"}}) > 0'),
+    }
+
+
+def prometheus_rule(plan: ModelPlan) -> dict[str, Any]:
+    expressions = alert_expressions(plan)
+    summaries = {
+        "ModelErrorRateHigh": f"{plan.name}: more than {plan.config.max_error_rate:.2%} of "
+                              "requests fail",
+        "ModelLatencyP95AboveSLO": f"{plan.name}: p95 latency above {plan.config.slo_p95_ms} ms",
+        "ModelPodsPendingForGPU": f"{plan.name}: pods pending (no GPU node has room; check "
+                                  "cluster-autoscaler and the pool's maxSize)",
+    }
+    severities = {"ModelErrorRateHigh": "critical", "ModelLatencyP95AboveSLO": "warning",
+                  "ModelPodsPendingForGPU": "warning"}
+    durations = {"ModelErrorRateHigh": "5m", "ModelLatencyP95AboveSLO": "10m",
+                 "ModelPodsPendingForGPU": "15m"}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": f"{plan.name}-slo", "namespace": plan.namespace},
+        "spec": {"groups": [{"name": f"mlserve-{plan.name}", "rules": [
+            {"alert": alert, "expr": expr, "for": durations[alert],
+             "labels": {"severity": severities[alert], "model": plan.name},
+             "annotations": {"summary": summaries[alert]}}
+            for alert, expr in expressions.items()]}]},
+    }
+
+
+def dashboard_queries(plan: ModelPlan) -> dict[str, str]:
+    pods = pod_selector(plan.namespace, plan.name)
+    gpu_pods = f'exported_namespace="{plan.namespace}",exported_pod=~"{plan.name}-v-.*"'
+    return {
+        "Requests/s": f"sum(rate(nv_inference_request_success{{{pods}}}[1m]))",
+        "Failures/s": f"sum(rate(nv_inference_request_failure{{{pods}}}[1m]))",
+        "p50 latency (ms)": f'max(nv_inference_request_summary_us{{{pods},quantile="0.5"}}) / 1000',
+        "p95 latency (ms)": f'max(nv_inference_request_summary_us{{{pods},quantile="0.95"}})'
+                            " / 1000",
+        "p99 latency (ms)": f'max(nv_inference_request_summary_us{{{pods},quantile="0.99"}})'
+                            " / 1000",
+        "Queue time per request (ms)": (
+            f"sum(rate(nv_inference_queue_duration_us{{{pods}}}[1m])) / "
+            f"clamp_min(sum(rate(nv_inference_request_success{{{pods}}}[1m])), 1e-9) / 1000"),
+        "Pending requests": f"sum(nv_inference_pending_request_count{{{pods}}})",
+        "Batch size (inferences per execution)": (
+            f"sum(rate(nv_inference_count{{{pods}}}[1m])) / "
+            f"clamp_min(sum(rate(nv_inference_exec_count{{{pods}}}[1m])), 1e-9)"),
+        "Replicas": f'count(nv_inference_count{{{pods}}})',
+        "GPU utilisation (%)": f"avg(DCGM_FI_DEV_GPU_UTIL{{{gpu_pods}}})",
+        "GPU memory used (MiB)": f"sum(DCGM_FI_DEV_FB_USED{{{gpu_pods}}})",
+    }
+
+
+def dashboard(plan: ModelPlan) -> dict[str, Any]:
+    panels = []
+    for index, (title, expr) in enumerate(dashboard_queries(plan).items()):
+        panels.append({
+            "id": index + 1, "type": "timeseries", "title": title,
+            "datasource": {"type": "prometheus", "uid": "prometheus"},
+            "gridPos": {"h": 8, "w": 8, "x": (index % 3) * 8, "y": (index // 3) * 8},
+            "targets": [{"refId": "A", "expr": expr, "legendFormat": title}],
+        })
+    return {"uid": f"mlserve-{plan.name}", "title": f"Model {plan.name}",
+            "tags": ["mlserve", "triton"], "timezone": "utc", "schemaVersion": 39,
+            "time": {"from": "now-1h", "to": "now"}, "refresh": "30s", "panels": panels}
+
+
+def disruption_budget(plan: ModelPlan) -> dict[str, Any]:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": plan.name, "namespace": plan.namespace},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {ISVC_LABEL: plan.name}}}}
+
+
+@dataclass
+class InferenceServiceArgs:
+    plan: ModelPlan
+    bucket: pulumi.Input[str]
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+    """The runtime release, the reader role, the uploaded objects, KEDA: all before the model."""
+    monitoring: pulumi.Resource | None = None
+
+
+class InferenceService(pulumi.ComponentResource):
+    def __init__(self, name: str, args: InferenceServiceArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlserve:inference_service:InferenceService", name, None, opts)
+        plan = args.plan
+
+        def custom(suffix: str, manifest: dict[str, Any],
+                   depends_on: Sequence[pulumi.Resource],
+                   spec: pulumi.Input[dict[str, Any]] | None = None,
+                   ) -> k8s.apiextensions.CustomResource:
+            return k8s.apiextensions.CustomResource(
+                f"{name}-{suffix}", api_version=manifest["apiVersion"], kind=manifest["kind"],
+                metadata=manifest["metadata"], spec=manifest["spec"] if spec is None else spec,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)))
+
+        # The bucket name is only known at deploy time: it goes into the spec's storage URIs.
+        template = inference_service(plan, "BUCKET")
+        spec = pulumi.Output.from_input(args.bucket).apply(
+            lambda bucket: inference_service(plan, bucket)["spec"])
+        self.isvc = custom("isvc", template, args.depends_on, spec=spec)
+        watchers = [args.monitoring] if args.monitoring is not None else []
+        custom("pod-monitor", pod_monitor(plan), [*args.depends_on, *watchers])
+        custom("metrics-mtls", metrics_port_permissive(plan), args.depends_on)
+        custom("alerts", prometheus_rule(plan), [*args.depends_on, *watchers])
+        k8s.core.v1.ConfigMap(
+            f"{name}-dashboard",
+            metadata={"name": f"mlserve-model-{plan.name}", "namespace": MONITORING_NAMESPACE,
+                      "labels": {DASHBOARD_LABEL: "1"}},
+            data={f"mlserve-{plan.name}.json": json.dumps(dashboard(plan), indent=1,
+                                                          sort_keys=True)},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=watchers))
+        if plan.config.min_replicas >= 2:
+            budget = disruption_budget(plan)
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb", metadata=budget["metadata"], spec=budget["spec"],
+                opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"name": plan.name, "version": plan.version,
+                               "canaryVersion": plan.canary_version})

@@ -1,0 +1,183 @@
+"""Serving every model of the repository: the model servers' identity, who may reach them, and one
+InferenceService part per model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import json
+import shlex
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from tritonclient.grpc import model_config_pb2 as mc
+
+from components.config import ConfigError, ServedModelConfig, StackConfig
+from components.inference_service import (
+    ISVC_LABEL,
+    InferenceService,
+    InferenceServiceArgs,
+    ModelPlan,
+)
+from components.mesh import GATEWAY_RELEASE
+from components.mesh import NAMESPACE as MESH_NAMESPACE
+from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
+from tools.models.repository import Model, Repository
+from tools.models.triton import HTTP_PORT, METRICS_PORT
+
+GRPC_PORT = 9000  # KServe's Triton runtime: --grpc-port=9000
+
+
+def example_request(model: Model) -> dict[str, Any]:
+    """A minimal valid V2 request: batch of 1, variable dims as 2, zeros."""
+    inputs = []
+    for tensor in model.config.input:
+        dims = [2 if d == -1 else d for d in tensor.dims]
+        shape = ([1] if model.config.max_batch_size > 0 else []) + dims
+        count = 1
+        for d in shape:
+            count *= d
+        datatype = mc.DataType.Name(tensor.data_type).removeprefix("TYPE_")
+        datatype = "BYTES" if datatype == "STRING" else datatype
+        zero: Any = "" if datatype == "BYTES" else (False if datatype == "BOOL" else 0)
+        inputs.append({"name": tensor.name, "shape": shape, "datatype": datatype,
+                       "data": [zero] * count})
+    return {"inputs": inputs}
+
+
+def model_host(model: str, namespace: str, domain: str) -> str:
+    """KServe's default domain template: {name}-{namespace}.{ingress domain}."""
+    return f"{model}-{namespace}.{domain}"
+
+
+def curl_command(address: str, host: str, model: str, body: dict[str, Any]) -> str:
+    return (f"curl -sS http://{address}/v2/models/{model}/infer -H {shlex.quote('Host: ' + host)}"
+            f" -H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))}")
+
+
+def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
+    """The models to serve and how, checked against the repository before anything is created."""
+    serving = config.model_serving
+    configured = dict(serving.models)
+    unknown = sorted(set(configured) - set(repository.models))
+    if unknown:
+        raise ConfigError([f"mlserve:modelServing.models.{name}: no such model in "
+                           f"{config.model_repository.path}/ (have {sorted(repository.models)})"
+                           for name in unknown])
+    if not configured:
+        floor = 2 if config.environment == "prod" else 1
+        configured = {name: ServedModelConfig(min_replicas=floor, max_replicas=max(floor, 4))
+                      for name in repository.models}
+    plans = []
+    for name, model in sorted(configured.items()):
+        version = model.version or repository.content_hash
+        canary = None
+        if model.canary is not None:
+            canary = model.canary.version or repository.content_hash
+            if canary == version:
+                raise ConfigError([f"mlserve:modelServing.models.{name}.canary.version: the "
+                                   f"canary must differ from the served version ({version}); "
+                                   "pin `version` to the current one first"])
+        plans.append(ModelPlan(
+            name=name, namespace=serving.namespace, service_account=serving.service_account,
+            storage_prefix=config.model_repository.prefix, version=version, config=model,
+            gpu_pool=model.gpu_pool or config.gpu_node_groups[0].name, canary_version=canary,
+            example_request=example_request(repository.models[name])))
+    return plans
+
+
+def s3_annotations(region: str, role_arn: str) -> dict[str, str]:
+    """IRSA for the pods, and where KServe's storage-initializer finds the bucket: no keys."""
+    return {
+        "eks.amazonaws.com/role-arn": role_arn,
+        "serving.kserve.io/s3-region": region,
+        "serving.kserve.io/s3-endpoint": f"s3.{region}.amazonaws.com",
+        "serving.kserve.io/s3-usehttps": "1",
+        "serving.kserve.io/s3-verifyssl": "1",
+        "serving.kserve.io/s3-useanoncredential": "false",
+    }
+
+
+def network_policy(namespace: str) -> dict:
+    """Model pods accept traffic only from the ingress gateway and from Prometheus."""
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "model-servers", "namespace": namespace},
+        "spec": {
+            "podSelector": {"matchExpressions": [{"key": ISVC_LABEL, "operator": "Exists"}]},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"namespaceSelector": {"matchLabels": {
+                              "kubernetes.io/metadata.name": MESH_NAMESPACE}},
+                           "podSelector": {"matchLabels": {
+                               "istio": GATEWAY_RELEASE.removeprefix("istio-")}}}],
+                 "ports": [{"protocol": "TCP", "port": HTTP_PORT},
+                           {"protocol": "TCP", "port": GRPC_PORT}]},
+                {"from": [{"namespaceSelector": {"matchLabels": {
+                              "kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
+                           "podSelector": {"matchLabels": {
+                               "app.kubernetes.io/name": "prometheus"}}}],
+                 "ports": [{"protocol": "TCP", "port": METRICS_PORT},
+                           {"protocol": "TCP", "port": 15020}]},  # Istio's merged metrics
+            ],
+        },
+    }
+
+
+@dataclass
+class ModelServingArgs:
+    plans: Sequence[ModelPlan]
+    namespace: pulumi.Input[str]
+    region: str
+    bucket: pulumi.Input[str]
+    reader_role_arn: pulumi.Input[str]
+    ingress_domain: str
+    ingress_address: pulumi.Input[str]
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+    monitoring: pulumi.Resource | None = None
+
+
+class ModelServing(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ModelServingArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlserve:model_serving:ModelServing", name, None, opts)
+        if not args.plans:
+            raise ValueError("nothing to serve")
+        first = args.plans[0]
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata={"name": first.service_account, "namespace": args.namespace,
+                      "annotations": pulumi.Output.from_input(args.reader_role_arn).apply(
+                          lambda arn: s3_annotations(args.region, arn))},
+            automount_service_account_token=True,
+            opts=pulumi.ResourceOptions(parent=self))
+        policy = network_policy(first.namespace)
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol", metadata={**policy["metadata"], "namespace": args.namespace},
+            spec=policy["spec"], opts=pulumi.ResourceOptions(parent=self))
+        self.models = {
+            plan.name: InferenceService(
+                f"{name}-{plan.name}",
+                InferenceServiceArgs(plan=plan, bucket=args.bucket,
+                                     depends_on=[*args.depends_on, account],
+                                     monitoring=args.monitoring),
+                pulumi.ResourceOptions(parent=self))
+            for plan in args.plans
+        }
+        self.endpoints: pulumi.Output[dict[str, dict[str, Any]]] = pulumi.Output.from_input(
+            args.ingress_address).apply(lambda address: {
+                plan.name: self._endpoint(plan, address, args) for plan in args.plans})
+        self.register_outputs({"models": self.endpoints})
+
+    @staticmethod
+    def _endpoint(plan: ModelPlan, address: str, args: ModelServingArgs) -> dict[str, Any]:
+        host = model_host(plan.name, plan.namespace, args.ingress_domain)
+        return {
+            "url": f"http://{address}/v2/models/{plan.name}/infer",
+            "host": host,
+            "curl": curl_command(address, host, plan.name, plan.example_request),
+            "version": plan.version,
+            "canaryVersion": plan.canary_version,
+        }
