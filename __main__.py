@@ -24,6 +24,7 @@ from components.model_store import ModelStore, ModelStoreArgs
 from components.monitoring import GRAFANA_SERVICE, Monitoring, MonitoringArgs
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from components.network import Network, NetworkArgs
+from components.seldon import SeldonCore, SeldonCoreArgs
 from components.serving_platform import ServingPlatform, ServingPlatformArgs
 from components.storage import Storage, StorageArgs
 
@@ -179,8 +180,20 @@ if platform.kserve.enabled and cert_manager is not None and mesh is not None:
         on_cluster,
     )
 
+backend = config.model_serving.backend
+server_runtime = serving.runtimes if serving is not None and backend == "kserve" else None
+if backend == "seldon" and mesh is not None and serving is not None:
+    server_runtime = SeldonCore(
+        "seldon",
+        SeldonCoreArgs(version=config.model_serving.seldon.version,
+                       mesh_namespace=mesh.namespace, mesh_crds=mesh.base,
+                       depends_on=[*([autoscaling.keda] if autoscaling.keda else []),
+                                   mesh.istiod]),
+        on_cluster,
+    ).release
+
 served = None
-if serving is not None and mesh is not None and config.model_serving.backend == "kserve":
+if server_runtime is not None and mesh is not None and serving is not None:
     served = ModelServing(
         "model-serving",
         ModelServingArgs(
@@ -191,9 +204,10 @@ if serving is not None and mesh is not None and config.model_serving.backend == 
             reader_role_arn=model_store.reader_role_arn,
             ingress_domain=platform.kserve.ingress_domain,
             ingress_address=mesh.ingress_hostname,
+            backend=backend,
             # Runtime, identity, model files and the autoscaler exist before any model; on
             # destroy the models go first.
-            depends_on=[serving.runtimes, model_store.reader, models,
+            depends_on=[server_runtime, model_store.reader, models,
                         *([autoscaling.keda] if autoscaling.keda else [])],
             monitoring=monitoring.release if monitoring else None),
         on_cluster,

@@ -419,6 +419,8 @@ class ServedModelConfig(_Model):
                                                 description="Wait before scaling out again.")
     cooldown_seconds: int = Field(300, ge=0, le=3600,
                                   description="Wait before scaling in (scale-down window).")
+    polling_seconds: int = Field(15, ge=5, le=300, description="KEDA polling interval (Seldon; "
+                                 "KServe's KEDA integration keeps KEDA's default, 30 s).")
     canary: CanaryConfig | None = Field(None, description="Canary version and traffic share.")
     slo_p95_ms: int = Field(100, ge=1, description="p95 latency SLO; alert above it.")
     max_error_rate: float = Field(0.01, gt=0, lt=1, description="Alert above this failure "
@@ -449,6 +451,26 @@ class ServedModelConfig(_Model):
         return self
 
 
+class SeldonConfig(_Model):
+    """Seldon Core v1, the opt-in backend of the original tutorial."""
+
+    version: str = Field(versions.SELDON_LAST_APACHE_VERSION, pattern=r"^\d+\.\d+\.\d+$",
+                         description="seldon-core-operator chart version.")
+    accept_business_source_license: bool = Field(
+        False, description="Required for versions after 1.17.1 (BSL 1.1, not open source).")
+
+    @model_validator(mode="after")
+    def _licence(self) -> SeldonConfig:
+        newer = tuple(int(p) for p in self.version.split(".")) > tuple(
+            int(p) for p in versions.SELDON_LAST_APACHE_VERSION.split("."))
+        if newer and not self.accept_business_source_license:
+            raise ConfigRuleError([(("version",), f"version: {self.version} is under the "
+                                    "Business Source License 1.1; set "
+                                    "acceptBusinessSourceLicense: true to use it, or use "
+                                    f"{versions.SELDON_LAST_APACHE_VERSION}")])
+        return self
+
+
 class ModelServingConfig(_Model):
     """Where and how models are served, and who may read the model bucket."""
 
@@ -461,6 +483,8 @@ class ModelServingConfig(_Model):
     allow_scale_to_zero: bool = Field(False, description="Let models set minReplicas 0 "
                                       "(never in prod; the first request waits for a GPU node "
                                       "and a model load).")
+    seldon: SeldonConfig = Field(default_factory=SeldonConfig,
+                                 description="Seldon Core settings (backend seldon).")
     models: dict[Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")],
                  ServedModelConfig] = Field(
         default_factory=dict, description="Models to serve, by name; default: every model in "
@@ -634,6 +658,10 @@ class StackConfig(_Model):
                                                    and self.platform.monitoring.enabled):
                 problems.append(((*where, "autoscaler"), f"{key}.autoscaler: keda needs "
                                  "platform.keda and platform.monitoring enabled"))
+        if serving.backend == "seldon" and not (self.platform.istio.enabled
+                                                and self.platform.keda.enabled):
+            problems.append((("modelServing", "backend"), "modelServing.backend: seldon needs "
+                             "platform.istio and platform.keda enabled"))
         if serving.backend == "kserve" and not self.platform.kserve.enabled:
             problems.append((("modelServing", "backend"), "modelServing.backend: kserve needs "
                              "platform.kserve.enabled"))

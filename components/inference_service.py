@@ -22,6 +22,8 @@ from components.versions import TRITON_IMAGE_TAG
 from tools.models.triton import HTTP_PORT, METRICS_ARGS, METRICS_PORT, READY_PATH
 
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
+SELDON_LABEL = "seldon-deployment-id"
+SELDON_PREDICTOR = "default"
 
 
 def predictor_name(version: str) -> str:
@@ -34,16 +36,25 @@ def deployment_name(model: str, version: str) -> str:
     return f"{model}-{predictor_name(version)}-predictor"
 
 
-def pod_selector(namespace: str, model: str, version: str | None = None) -> str:
+def pod_pattern(model: str, version: str | None = None, backend: str = "kserve") -> str:
+    """Names of one model's server pods: KServe's per-version Deployments, or Seldon's."""
+    if backend == "seldon":
+        return f"{model}-{SELDON_PREDICTOR}-0-.*"
+    return f"{deployment_name(model, version)}-.*" if version else f"{model}-v-.*-predictor-.*"
+
+
+def pod_selector(namespace: str, model: str, version: str | None = None,
+                 backend: str = "kserve") -> str:
     """PromQL label matchers for one model's pods (all versions, or one)."""
-    pods = f"{deployment_name(model, version)}-.*" if version else f"{model}-v-.*-predictor-.*"
-    return f'namespace="{namespace}",model="{model}",pod=~"{pods}"'
+    return (f'namespace="{namespace}",model="{model}",'
+            f'pod=~"{pod_pattern(model, version, backend)}"')
 
 
-def backlog_query(namespace: str, model: str, version: str) -> str:
+def backlog_query(namespace: str, model: str, version: str, backend: str = "kserve") -> str:
     """Requests waiting in Triton's queues on the stable version's pods: rises the moment
     traffic outgrows capacity, unlike a request rate averaged over a minute."""
-    return f"sum(nv_inference_pending_request_count{{{pod_selector(namespace, model, version)}}})"
+    selector = pod_selector(namespace, model, version, backend)
+    return f"sum(nv_inference_pending_request_count{{{selector}}})"
 
 
 @dataclass(frozen=True)
@@ -61,9 +72,19 @@ class ModelPlan:
     canary_version: str | None = None
     example_request: dict[str, Any] = field(default_factory=dict)
     """A small valid V2 request body for this model (for the curl in the stack outputs)."""
+    backend: str = "kserve"
 
     def storage_uri(self, bucket: str, version: str) -> str:
         return f"s3://{bucket}/{self.storage_prefix}/{version}"
+
+    @property
+    def pod_labels(self) -> dict[str, str]:
+        return {SELDON_LABEL if self.backend == "seldon" else ISVC_LABEL: self.name}
+
+    @property
+    def pods(self) -> str:
+        """PromQL matchers for all of this model's server pods."""
+        return pod_selector(self.namespace, self.name, backend=self.backend)
 
 
 def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
@@ -161,13 +182,22 @@ def inference_service(plan: ModelPlan, bucket: str) -> dict[str, Any]:
 
 
 def pod_monitor(plan: ModelPlan) -> dict[str, Any]:
+    endpoint: dict[str, Any] = {"port": "metrics", "path": "/metrics", "interval": "15s"}
+    if plan.backend == "seldon":
+        # Seldon replaces the Triton container's ports with its own: keep that container's
+        # declared http port as the target, then point the address at Triton's 8002.
+        endpoint = {"port": "http", "path": "/metrics", "interval": "15s", "relabelings": [
+            {"sourceLabels": ["__meta_kubernetes_pod_container_name"], "regex": plan.name,
+             "action": "keep"},
+            {"sourceLabels": ["__meta_kubernetes_pod_ip"], "regex": "(.+)",
+             "targetLabel": "__address__", "replacement": f"$1:{METRICS_PORT}",
+             "action": "replace"},
+        ]}
     return {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
         "metadata": {"name": f"{plan.name}-triton", "namespace": plan.namespace},
-        "spec": {
-            "selector": {"matchLabels": {ISVC_LABEL: plan.name}},
-            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
-        },
+        "spec": {"selector": {"matchLabels": plan.pod_labels},
+                 "podMetricsEndpoints": [endpoint]},
     }
 
 
@@ -176,14 +206,14 @@ def metrics_port_permissive(plan: ModelPlan) -> dict[str, Any]:
     return {
         "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
         "metadata": {"name": f"{plan.name}-metrics", "namespace": plan.namespace},
-        "spec": {"selector": {"matchLabels": {ISVC_LABEL: plan.name}},
+        "spec": {"selector": {"matchLabels": plan.pod_labels},
                  "mtls": {"mode": "STRICT"},
                  "portLevelMtls": {str(METRICS_PORT): {"mode": "PERMISSIVE"}}},
     }
 
 
 def alert_expressions(plan: ModelPlan) -> dict[str, str]:
-    pods = pod_selector(plan.namespace, plan.name)
+    pods = plan.pods
     return {
         "ModelErrorRateHigh": (
             f"sum(rate(nv_inference_request_failure{{{pods}}}[5m])) / "
@@ -195,7 +225,7 @@ def alert_expressions(plan: ModelPlan) -> dict[str, str]:
             f"> {plan.config.slo_p95_ms}"),
         "ModelPodsPendingForGPU": (
             f'sum(kube_pod_status_phase{{namespace="{plan.namespace}",'
-            f'pod=~"{plan.name}-v-.*-predictor-.*",phase="Pending"}}) > 0'),
+            f'pod=~"{pod_pattern(plan.name, backend=plan.backend)}",phase="Pending"}}) > 0'),
     }
 
 
@@ -224,8 +254,9 @@ def prometheus_rule(plan: ModelPlan) -> dict[str, Any]:
 
 
 def dashboard_queries(plan: ModelPlan) -> dict[str, str]:
-    pods = pod_selector(plan.namespace, plan.name)
-    gpu_pods = f'exported_namespace="{plan.namespace}",exported_pod=~"{plan.name}-v-.*"'
+    pods = plan.pods
+    gpu_pods = (f'exported_namespace="{plan.namespace}",'
+                f'exported_pod=~"{pod_pattern(plan.name, backend=plan.backend)}"')
     return {
         "Requests/s": f"sum(rate(nv_inference_request_success{{{pods}}}[1m]))",
         "Failures/s": f"sum(rate(nv_inference_request_failure{{{pods}}}[1m]))",
@@ -264,7 +295,39 @@ def dashboard(plan: ModelPlan) -> dict[str, Any]:
 def disruption_budget(plan: ModelPlan) -> dict[str, Any]:
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": {"name": plan.name, "namespace": plan.namespace},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": {ISVC_LABEL: plan.name}}}}
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": plan.pod_labels}}}
+
+
+def custom_resource(scope: pulumi.Resource, name: str, manifest: dict[str, Any],
+                    depends_on: Sequence[pulumi.Resource],
+                    spec: pulumi.Input[dict[str, Any]] | None = None,
+                    ) -> k8s.apiextensions.CustomResource:
+    return k8s.apiextensions.CustomResource(
+        name, api_version=manifest["apiVersion"], kind=manifest["kind"],
+        metadata=manifest["metadata"], spec=manifest["spec"] if spec is None else spec,
+        opts=pulumi.ResourceOptions(parent=scope, depends_on=list(depends_on)))
+
+
+def watch_model(scope: pulumi.Resource, name: str, plan: ModelPlan,
+                depends_on: Sequence[pulumi.Resource],
+                monitoring: pulumi.Resource | None) -> None:
+    """Scraping, alerts, dashboard and disruption budget of one model, whatever serves it."""
+    watchers = [monitoring] if monitoring is not None else []
+    custom_resource(scope, f"{name}-pod-monitor", pod_monitor(plan), [*depends_on, *watchers])
+    custom_resource(scope, f"{name}-metrics-mtls", metrics_port_permissive(plan), depends_on)
+    custom_resource(scope, f"{name}-alerts", prometheus_rule(plan), [*depends_on, *watchers])
+    k8s.core.v1.ConfigMap(
+        f"{name}-dashboard",
+        metadata={"name": f"mlserve-model-{plan.name}", "namespace": MONITORING_NAMESPACE,
+                  "labels": {DASHBOARD_LABEL: "1"}},
+        data={f"mlserve-{plan.name}.json": json.dumps(dashboard(plan), indent=1,
+                                                      sort_keys=True)},
+        opts=pulumi.ResourceOptions(parent=scope, depends_on=watchers))
+    if plan.config.min_replicas >= 2:
+        budget = disruption_budget(plan)
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb", metadata=budget["metadata"], spec=budget["spec"],
+            opts=pulumi.ResourceOptions(parent=scope))
 
 
 @dataclass
@@ -281,36 +344,11 @@ class InferenceService(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlserve:inference_service:InferenceService", name, None, opts)
         plan = args.plan
-
-        def custom(suffix: str, manifest: dict[str, Any],
-                   depends_on: Sequence[pulumi.Resource],
-                   spec: pulumi.Input[dict[str, Any]] | None = None,
-                   ) -> k8s.apiextensions.CustomResource:
-            return k8s.apiextensions.CustomResource(
-                f"{name}-{suffix}", api_version=manifest["apiVersion"], kind=manifest["kind"],
-                metadata=manifest["metadata"], spec=manifest["spec"] if spec is None else spec,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)))
-
         # The bucket name is only known at deploy time: it goes into the spec's storage URIs.
         template = inference_service(plan, "BUCKET")
         spec = pulumi.Output.from_input(args.bucket).apply(
             lambda bucket: inference_service(plan, bucket)["spec"])
-        self.isvc = custom("isvc", template, args.depends_on, spec=spec)
-        watchers = [args.monitoring] if args.monitoring is not None else []
-        custom("pod-monitor", pod_monitor(plan), [*args.depends_on, *watchers])
-        custom("metrics-mtls", metrics_port_permissive(plan), args.depends_on)
-        custom("alerts", prometheus_rule(plan), [*args.depends_on, *watchers])
-        k8s.core.v1.ConfigMap(
-            f"{name}-dashboard",
-            metadata={"name": f"mlserve-model-{plan.name}", "namespace": MONITORING_NAMESPACE,
-                      "labels": {DASHBOARD_LABEL: "1"}},
-            data={f"mlserve-{plan.name}.json": json.dumps(dashboard(plan), indent=1,
-                                                          sort_keys=True)},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=watchers))
-        if plan.config.min_replicas >= 2:
-            budget = disruption_budget(plan)
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb", metadata=budget["metadata"], spec=budget["spec"],
-                opts=pulumi.ResourceOptions(parent=self))
+        self.isvc = custom_resource(self, f"{name}-isvc", template, args.depends_on, spec=spec)
+        watch_model(self, name, plan, args.depends_on, args.monitoring)
         self.register_outputs({"name": plan.name, "version": plan.version,
                                "canaryVersion": plan.canary_version})

@@ -56,14 +56,18 @@ def namespace(scope: pulumi.Resource, prefix: str, name: str, *, pod_security: s
 def helm_release(scope: pulumi.Resource, prefix: str, chart_key: str, *, name: str,
                  namespace: pulumi.Input[str], values: pulumi.Input[Mapping[str, Any]],
                  depends_on: Sequence[pulumi.Resource] = (),
-                 timeout_seconds: int = 600) -> k8s.helm.v3.Release:
-    """A Helm release of a chart pinned in versions.CHARTS, with an explicit name (no suffix)."""
+                 timeout_seconds: int = 600,
+                 version: str | None = None) -> k8s.helm.v3.Release:
+    """A Helm release of a chart pinned in versions.CHARTS, with an explicit name (no suffix).
+
+    `version` overrides the pin only where config allows a choice (Seldon's licence switch).
+    """
     chart = CHARTS[chart_key]
     return k8s.helm.v3.Release(
         f"{prefix}-{name}",
         name=name,
         chart=chart.chart,
-        version=chart.version,
+        version=version or chart.version,
         repository_opts={"repo": chart.repository} if chart.repository else None,
         namespace=namespace,
         create_namespace=False,

@@ -17,17 +17,21 @@ from tritonclient.grpc import model_config_pb2 as mc
 from components.config import ConfigError, ServedModelConfig, StackConfig
 from components.inference_service import (
     ISVC_LABEL,
+    SELDON_LABEL,
     InferenceService,
     InferenceServiceArgs,
     ModelPlan,
 )
 from components.mesh import GATEWAY_RELEASE
+from components.seldon import RCLONE_SECRET, SeldonModel, SeldonModelArgs, rclone_env
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from tools.models.repository import Model, Repository
 from tools.models.triton import HTTP_PORT, METRICS_PORT
 
 GRPC_PORT = 9000  # KServe's Triton runtime: --grpc-port=9000
+# Seldon: its executor (8000 HTTP, 5001 gRPC) in front of Triton (9000 HTTP, 9500 gRPC).
+SELDON_PORTS = (8000, 5001, 9000, 9500)
 
 
 def example_request(model: Model) -> dict[str, Any]:
@@ -84,7 +88,7 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
             name=name, namespace=serving.namespace, service_account=serving.service_account,
             storage_prefix=config.model_repository.prefix, version=version, config=model,
             gpu_pool=model.gpu_pool or config.gpu_node_groups[0].name, canary_version=canary,
-            example_request=example_request(repository.models[name])))
+            example_request=example_request(repository.models[name]), backend=serving.backend))
     return plans
 
 
@@ -100,21 +104,22 @@ def s3_annotations(region: str, role_arn: str) -> dict[str, str]:
     }
 
 
-def network_policy(namespace: str) -> dict:
+def network_policy(namespace: str, backend: str = "kserve") -> dict:
     """Model pods accept traffic only from the ingress gateway and from Prometheus."""
+    label = SELDON_LABEL if backend == "seldon" else ISVC_LABEL
+    serving_ports = SELDON_PORTS if backend == "seldon" else (HTTP_PORT, GRPC_PORT)
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "model-servers", "namespace": namespace},
         "spec": {
-            "podSelector": {"matchExpressions": [{"key": ISVC_LABEL, "operator": "Exists"}]},
+            "podSelector": {"matchExpressions": [{"key": label, "operator": "Exists"}]},
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [{"namespaceSelector": {"matchLabels": {
                               "kubernetes.io/metadata.name": MESH_NAMESPACE}},
                            "podSelector": {"matchLabels": {
                                "istio": GATEWAY_RELEASE.removeprefix("istio-")}}}],
-                 "ports": [{"protocol": "TCP", "port": HTTP_PORT},
-                           {"protocol": "TCP", "port": GRPC_PORT}]},
+                 "ports": [{"protocol": "TCP", "port": port} for port in serving_ports]},
                 {"from": [{"namespaceSelector": {"matchLabels": {
                               "kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
                            "podSelector": {"matchLabels": {
@@ -135,6 +140,7 @@ class ModelServingArgs:
     reader_role_arn: pulumi.Input[str]
     ingress_domain: str
     ingress_address: pulumi.Input[str]
+    backend: str = "kserve"
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     monitoring: pulumi.Resource | None = None
 
@@ -153,19 +159,32 @@ class ModelServing(pulumi.ComponentResource):
                           lambda arn: s3_annotations(args.region, arn))},
             automount_service_account_token=True,
             opts=pulumi.ResourceOptions(parent=self))
-        policy = network_policy(first.namespace)
+        policy = network_policy(first.namespace, args.backend)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata={**policy["metadata"], "namespace": args.namespace},
             spec=policy["spec"], opts=pulumi.ResourceOptions(parent=self))
-        self.models = {
-            plan.name: InferenceService(
-                f"{name}-{plan.name}",
-                InferenceServiceArgs(plan=plan, bucket=args.bucket,
-                                     depends_on=[*args.depends_on, account],
-                                     monitoring=args.monitoring),
-                pulumi.ResourceOptions(parent=self))
-            for plan in args.plans
-        }
+        ready: list[pulumi.Resource] = [*args.depends_on, account]
+        if args.backend == "seldon":
+            # rclone's settings for the storage initializer: which provider and region, and
+            # "take credentials from the environment" (IRSA). No keys.
+            ready.append(k8s.core.v1.Secret(
+                f"{name}-rclone",
+                metadata={"name": RCLONE_SECRET, "namespace": args.namespace},
+                type="Opaque", string_data=rclone_env(args.region),
+                opts=pulumi.ResourceOptions(parent=self)))
+        self.models: dict[str, pulumi.ComponentResource] = {}
+        for plan in args.plans:
+            child = pulumi.ResourceOptions(parent=self)
+            if args.backend == "seldon":
+                self.models[plan.name] = SeldonModel(
+                    f"{name}-{plan.name}",
+                    SeldonModelArgs(plan=plan, bucket=args.bucket, depends_on=ready,
+                                    monitoring=args.monitoring), child)
+            else:
+                self.models[plan.name] = InferenceService(
+                    f"{name}-{plan.name}",
+                    InferenceServiceArgs(plan=plan, bucket=args.bucket, depends_on=ready,
+                                         monitoring=args.monitoring), child)
         self.endpoints: pulumi.Output[dict[str, dict[str, Any]]] = pulumi.Output.from_input(
             args.ingress_address).apply(lambda address: {
                 plan.name: self._endpoint(plan, address, args) for plan in args.plans})
@@ -173,11 +192,15 @@ class ModelServing(pulumi.ComponentResource):
 
     @staticmethod
     def _endpoint(plan: ModelPlan, address: str, args: ModelServingArgs) -> dict[str, Any]:
-        host = model_host(plan.name, plan.namespace, args.ingress_domain)
+        if args.backend == "seldon":
+            # Seldon routes by path on its gateway: /seldon/<namespace>/<deployment>/...
+            base, host = f"{address}/seldon/{plan.namespace}/{plan.name}", address
+        else:
+            base, host = address, model_host(plan.name, plan.namespace, args.ingress_domain)
         return {
-            "url": f"http://{address}/v2/models/{plan.name}/infer",
+            "url": f"http://{base}/v2/models/{plan.name}/infer",
             "host": host,
-            "curl": curl_command(address, host, plan.name, plan.example_request),
+            "curl": curl_command(base, host, plan.name, plan.example_request),
             "version": plan.version,
             "canaryVersion": plan.canary_version,
         }

@@ -88,7 +88,12 @@ CHARTS: dict[str, Chart] = {
                             "https://kubernetes-sigs.github.io/metrics-server/"),
     "cluster-autoscaler": Chart("cluster-autoscaler", "9.59.0",
                                 "https://kubernetes.github.io/autoscaler"),
+    # Opt-in backend. 1.17.1 is the last Apache-2.0 release; 1.18.0 and later are under the
+    # Business Source License 1.1 (config must accept it explicitly to use them).
+    "seldon-core-operator": Chart("seldon-core-operator", "1.17.1",
+                                  "https://storage.googleapis.com/seldon-charts"),
 }
+SELDON_LAST_APACHE_VERSION = "1.17.1"
 
 # Triton image for KServe's kserve-tritonserver runtime (the chart's default 23.05 is years old).
 # Container 26.07 ships Triton server 2.71.

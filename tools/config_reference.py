@@ -48,7 +48,8 @@ def _constraints(field: Any) -> str:
                              ("pattern", "pattern")):
             value = getattr(meta, attr, None)
             if value is not None:
-                parts.append(f"{symbol} `{value}`" if attr == "pattern" else f"{symbol} {value}")
+                shown = str(value).replace("|", "\\|")
+                parts.append(f"{symbol} `{shown}`" if attr == "pattern" else f"{symbol} {value}")
     return f" ({', '.join(parts)})" if parts else ""
 
 

@@ -1,0 +1,161 @@
+"""Seldon Core v1 as the opt-in serving backend (the original tutorial's): the operator, its Istio
+gateway, and one SeldonDeployment per model running Triton, scaled by KEDA on Triton's backlog."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.gpu_node_groups import GPU_PRESENT_LABEL, POOL_LABEL
+from components.inference_service import (
+    SELDON_PREDICTOR,
+    ModelPlan,
+    backlog_query,
+    custom_resource,
+    watch_model,
+)
+from components.k8s import BASELINE, GPU_TOLERATION, helm_release, namespace
+from components.mesh import GATEWAY_RELEASE
+from components.monitoring import PROMETHEUS_URL
+from components.versions import TRITON_IMAGE, TRITON_IMAGE_TAG
+
+NAMESPACE = "seldon-system"
+GATEWAY = "seldon-gateway"
+RCLONE_SECRET = "seldon-rclone-irsa"
+# The rclone storage initializer runs as this user: the projected IRSA token must be readable.
+INITIALIZER_UID = 8888
+
+
+def seldon_values(mesh_namespace: str) -> dict[str, Any]:
+    return {
+        "istio": {"enabled": True, "gateway": f"{mesh_namespace}/{GATEWAY}"},
+        "keda": {"enabled": True},
+        # The chart creates its own webhook certificate; no cert-manager objects.
+        "certManager": {"enabled": False},
+        # The chart offers no nodeSelector: the operator has no GPU toleration, so the GPU
+        # taint keeps it on the system nodes.
+        "manager": {"cpuRequest": "100m", "memoryRequest": "200Mi", "cpuLimit": "500m",
+                    "memoryLimit": "300Mi"},
+    }
+
+
+def gateway(mesh_namespace: str) -> dict[str, Any]:
+    """The Istio Gateway Seldon's VirtualServices attach to (the chart doesn't create it)."""
+    return {
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": GATEWAY, "namespace": mesh_namespace},
+        "spec": {"selector": {"istio": GATEWAY_RELEASE.removeprefix("istio-")},
+                 "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                              "hosts": ["*"]}]},
+    }
+
+
+def rclone_env(region: str) -> dict[str, str]:
+    """rclone with env_auth and no keys uses the AWS SDK chain: IRSA's web-identity token.
+    The region must be given: rclone otherwise assumes us-east-1."""
+    return {"RCLONE_CONFIG_S3_TYPE": "s3", "RCLONE_CONFIG_S3_PROVIDER": "AWS",
+            "RCLONE_CONFIG_S3_ENV_AUTH": "true", "RCLONE_CONFIG_S3_REGION": region}
+
+
+def seldon_deployment(plan: ModelPlan, bucket: str) -> dict[str, Any]:
+    config = plan.config
+    if config.autoscaler == "keda":
+        scaling: dict[str, Any] = {"kedaSpec": {
+            "pollingInterval": config.polling_seconds,
+            "cooldownPeriod": config.cooldown_seconds,
+            "minReplicaCount": config.min_replicas,
+            "maxReplicaCount": config.max_replicas,
+            "triggers": [{"type": "prometheus", "metadata": {
+                "serverAddress": PROMETHEUS_URL,
+                "query": backlog_query(plan.namespace, plan.name, plan.version, "seldon"),
+                "threshold": str(config.target_pending_requests)}}],
+        }}
+    else:
+        scaling = {"hpaSpec": {
+            "minReplicas": max(config.min_replicas, 1), "maxReplicas": config.max_replicas,
+            "metricsv2": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                "type": "Utilization", "averageUtilization": config.target_cpu_utilization}}}],
+        }}
+    return {
+        "apiVersion": "machinelearning.seldon.io/v1", "kind": "SeldonDeployment",
+        "metadata": {"name": plan.name, "namespace": plan.namespace},
+        "spec": {
+            "protocol": "v2",
+            "predictors": [{
+                "name": SELDON_PREDICTOR,
+                "graph": {
+                    "name": plan.name,
+                    "implementation": "TRITON_SERVER",
+                    "modelUri": plan.storage_uri(bucket, plan.version),
+                    "envSecretRefName": RCLONE_SECRET,
+                    "serviceAccountName": plan.service_account,
+                },
+                "componentSpecs": [{
+                    "spec": {
+                        "nodeSelector": {GPU_PRESENT_LABEL: "true", POOL_LABEL: plan.gpu_pool},
+                        "tolerations": [GPU_TOLERATION],
+                        "securityContext": {"fsGroup": INITIALIZER_UID},
+                        # Same name as the graph node: the operator keeps these fields.
+                        "containers": [{
+                            "name": plan.name,
+                            "image": f"{TRITON_IMAGE}:{TRITON_IMAGE_TAG}",
+                            "resources": {
+                                "requests": {"cpu": config.cpu, "memory": config.memory,
+                                             "nvidia.com/gpu": str(config.gpus)},
+                                "limits": {"cpu": config.cpu, "memory": config.memory,
+                                           "nvidia.com/gpu": str(config.gpus)},
+                            },
+                        }],
+                    },
+                    **scaling,
+                }],
+            }],
+        },
+    }
+
+
+@dataclass
+class SeldonCoreArgs:
+    version: str
+    mesh_namespace: pulumi.Input[str]
+    mesh_crds: pulumi.Resource
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+
+
+class SeldonCore(pulumi.ComponentResource):
+    def __init__(self, name: str, args: SeldonCoreArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlserve:seldon:SeldonCore", name, None, opts)
+        ns = namespace(self, name, NAMESPACE, pod_security=BASELINE)
+        mesh_namespace = "istio-system"
+        custom_resource(self, f"{name}-gateway", gateway(mesh_namespace), [args.mesh_crds])
+        self.release = helm_release(self, name, "seldon-core-operator", name="seldon-core",
+                                    namespace=ns.metadata.name,
+                                    values=seldon_values(mesh_namespace),
+                                    depends_on=args.depends_on, version=args.version)
+        self.register_outputs({"release": self.release.status})
+
+
+@dataclass
+class SeldonModelArgs:
+    plan: ModelPlan
+    bucket: pulumi.Input[str]
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+    monitoring: pulumi.Resource | None = None
+
+
+class SeldonModel(pulumi.ComponentResource):
+    def __init__(self, name: str, args: SeldonModelArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlserve:seldon:SeldonModel", name, None, opts)
+        plan = args.plan
+        template = seldon_deployment(plan, "BUCKET")
+        spec = pulumi.Output.from_input(args.bucket).apply(
+            lambda bucket: seldon_deployment(plan, bucket)["spec"])
+        custom_resource(self, f"{name}-sdep", template, args.depends_on, spec=spec)
+        watch_model(self, name, plan, args.depends_on, args.monitoring)
+        self.register_outputs({"name": plan.name, "version": plan.version})
