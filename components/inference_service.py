@@ -5,7 +5,7 @@ optional canary) and what watches it: PodMonitor, alerts, a Grafana dashboard, a
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -337,18 +337,23 @@ class InferenceServiceArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     """The runtime release, the reader role, the uploaded objects, KEDA: all before the model."""
     monitoring: pulumi.Resource | None = None
+    manifest: Callable[[ModelPlan, str], dict[str, Any]] = inference_service
+    """What serves the model: KServe's InferenceService, or Seldon's SeldonDeployment."""
 
 
 class InferenceService(pulumi.ComponentResource):
+    """One served model: its server resource and everything that watches it."""
+
     def __init__(self, name: str, args: InferenceServiceArgs,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlserve:inference_service:InferenceService", name, None, opts)
-        plan = args.plan
+        plan, build = args.plan, args.manifest
         # The bucket name is only known at deploy time: it goes into the spec's storage URIs.
-        template = inference_service(plan, "BUCKET")
+        template = build(plan, "BUCKET")
         spec = pulumi.Output.from_input(args.bucket).apply(
-            lambda bucket: inference_service(plan, bucket)["spec"])
-        self.isvc = custom_resource(self, f"{name}-isvc", template, args.depends_on, spec=spec)
+            lambda bucket: build(plan, bucket)["spec"])
+        self.server = custom_resource(self, f"{name}-{template['kind'].lower()}", template,
+                                      args.depends_on, spec=spec)
         watch_model(self, name, plan, args.depends_on, args.monitoring)
         self.register_outputs({"name": plan.name, "version": plan.version,
                                "canaryVersion": plan.canary_version})

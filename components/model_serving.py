@@ -21,9 +21,10 @@ from components.inference_service import (
     InferenceService,
     InferenceServiceArgs,
     ModelPlan,
+    inference_service,
 )
 from components.mesh import GATEWAY_RELEASE
-from components.seldon import RCLONE_SECRET, SeldonModel, SeldonModelArgs, rclone_env
+from components.seldon import RCLONE_SECRET, rclone_env, seldon_deployment
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from tools.models.repository import Model, Repository
@@ -172,19 +173,15 @@ class ModelServing(pulumi.ComponentResource):
                 metadata={"name": RCLONE_SECRET, "namespace": args.namespace},
                 type="Opaque", string_data=rclone_env(args.region),
                 opts=pulumi.ResourceOptions(parent=self)))
-        self.models: dict[str, pulumi.ComponentResource] = {}
-        for plan in args.plans:
-            child = pulumi.ResourceOptions(parent=self)
-            if args.backend == "seldon":
-                self.models[plan.name] = SeldonModel(
-                    f"{name}-{plan.name}",
-                    SeldonModelArgs(plan=plan, bucket=args.bucket, depends_on=ready,
-                                    monitoring=args.monitoring), child)
-            else:
-                self.models[plan.name] = InferenceService(
-                    f"{name}-{plan.name}",
-                    InferenceServiceArgs(plan=plan, bucket=args.bucket, depends_on=ready,
-                                         monitoring=args.monitoring), child)
+        manifest = seldon_deployment if args.backend == "seldon" else inference_service
+        self.models = {
+            plan.name: InferenceService(
+                f"{name}-{plan.name}",
+                InferenceServiceArgs(plan=plan, bucket=args.bucket, depends_on=ready,
+                                     monitoring=args.monitoring, manifest=manifest),
+                pulumi.ResourceOptions(parent=self))
+            for plan in args.plans
+        }
         self.endpoints: pulumi.Output[dict[str, dict[str, Any]]] = pulumi.Output.from_input(
             args.ingress_address).apply(lambda address: {
                 plan.name: self._endpoint(plan, address, args) for plan in args.plans})

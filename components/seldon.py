@@ -1,5 +1,6 @@
 """Seldon Core v1 as the opt-in serving backend (the original tutorial's): the operator, its Istio
-gateway, and one SeldonDeployment per model running Triton, scaled by KEDA on Triton's backlog."""
+gateway, and the SeldonDeployment manifest each model is served by (Triton, KEDA on Triton's
+backlog)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from components.inference_service import (
     ModelPlan,
     backlog_query,
     custom_resource,
-    watch_model,
 )
 from components.k8s import BASELINE, GPU_TOLERATION, helm_release, namespace
 from components.mesh import GATEWAY_RELEASE
@@ -138,24 +138,3 @@ class SeldonCore(pulumi.ComponentResource):
                                     values=seldon_values(mesh_namespace),
                                     depends_on=args.depends_on, version=args.version)
         self.register_outputs({"release": self.release.status})
-
-
-@dataclass
-class SeldonModelArgs:
-    plan: ModelPlan
-    bucket: pulumi.Input[str]
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
-    monitoring: pulumi.Resource | None = None
-
-
-class SeldonModel(pulumi.ComponentResource):
-    def __init__(self, name: str, args: SeldonModelArgs,
-                 opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mlserve:seldon:SeldonModel", name, None, opts)
-        plan = args.plan
-        template = seldon_deployment(plan, "BUCKET")
-        spec = pulumi.Output.from_input(args.bucket).apply(
-            lambda bucket: seldon_deployment(plan, bucket)["spec"])
-        custom_resource(self, f"{name}-sdep", template, args.depends_on, spec=spec)
-        watch_model(self, name, plan, args.depends_on, args.monitoring)
-        self.register_outputs({"name": plan.name, "version": plan.version})
