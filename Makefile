@@ -20,7 +20,7 @@ export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
 .PHONY: test venv up preview destroy refresh outputs config-reference versions-table \
-	build-model validate serve bench clean
+	build-model validate serve bench smoke load clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11+ is required")'
@@ -63,6 +63,17 @@ serve: $(VENV)/.installed
 BENCH_SECONDS ?= 10
 bench: $(VENV)/.installed
 	$(PY) -m tools.models bench --seconds $(BENCH_SECONDS) --sweep 0,250,500,1000,2000,4000
+
+# ---- after `make up` (see README, "Environments") ----
+smoke: $(VENV)/.installed
+	@$(PULUMI_BACKEND) $(PY) -m tools.smoke --stack $(STACK)
+
+USERS ?= 100
+SPAWN ?= 10
+DURATION ?= 180s
+load: $(VENV)/.installed
+	@$(PULUMI_BACKEND) $(PY) -m tools.load --stack $(STACK) --users $(USERS) --spawn $(SPAWN) \
+		--duration $(DURATION)
 
 config-reference: $(VENV)/.installed
 	$(PY) -m tools.config_reference

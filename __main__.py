@@ -82,7 +82,8 @@ model_store = ModelStore(
 models = ModelRepository(
     "model-repo",
     ModelRepositoryArgs(repository=model_repo, bucket=model_store.bucket_name,
-                        prefix=config.model_repository.prefix, bucket_ready=model_store.ready),
+                        prefix=config.model_repository.prefix, bucket_ready=model_store.ready,
+                        pinned_version=config.model_repository.version),
     on_aws,
 )
 

@@ -377,6 +377,9 @@ class ModelRepositoryConfig(_Model):
     prefix: str = Field("models", pattern=r"^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)*$",
                         description="Key prefix in the bucket; objects go under "
                         "<prefix>/<content hash>/.")
+    version: str | None = Field(None, pattern=r"^[0-9a-f]{20}$",
+                                description="Serve this published or promoted version (already "
+                                "in the bucket) instead of uploading the folder.")
 
 
 _QUANTITY = r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$"

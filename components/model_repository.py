@@ -18,6 +18,7 @@ import pulumi_aws as aws
 from components.config import ModelRepositoryConfig
 from tools.models import repository as triton_repository
 from tools.models.repository import Repository, RepositoryError
+from tools.registry import manifest_body, manifest_for, manifest_key
 
 
 class ModelRepositoryError(pulumi.RunError):
@@ -53,6 +54,8 @@ class ModelRepositoryArgs:
     bucket_ready: Sequence[pulumi.Resource] = field(default_factory=list)
     """The bucket's encryption, public-access block and policy: objects are written only after
     them, so none is ever stored under weaker settings."""
+    pinned_version: str | None = None
+    """A version already in the bucket (published or promoted): served as is, nothing uploaded."""
 
 
 class ModelRepository(pulumi.ComponentResource):
@@ -60,7 +63,8 @@ class ModelRepository(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlserve:model_repository:ModelRepository", name, None, opts)
         repo = args.repository
-        digest = repo.content_hash
+        digest = args.pinned_version or repo.content_hash
+        files = [] if args.pinned_version else repo.files
         self.objects = [
             aws.s3.BucketObjectv2(
                 f"{name}-{digest}-{relative}",
@@ -72,8 +76,19 @@ class ModelRepository(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.bucket_ready),
                                             retain_on_delete=True),
             )
-            for relative in repo.files
+            for relative in files
         ]
+        if self.objects:
+            # The manifest (every file's size and SHA-256) goes last: a version without one is
+            # incomplete, and promotion verifies copies against it.
+            self.objects.append(aws.s3.BucketObjectv2(
+                f"{name}-{digest}-manifest",
+                bucket=args.bucket,
+                key=manifest_key(args.prefix, digest),
+                content=manifest_body(manifest_for(repo)).decode(),
+                content_type="application/json",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.objects),
+                                            retain_on_delete=True)))
         self.content_hash = digest
         self.storage_uri: pulumi.Output[str] = pulumi.Output.concat(
             "s3://", args.bucket, f"/{args.prefix}/{digest}")

@@ -77,7 +77,7 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
                       for name in repository.models}
     plans = []
     for name, model in sorted(configured.items()):
-        version = model.version or repository.content_hash
+        version = model.version or config.model_repository.version or repository.content_hash
         canary = None
         if model.canary is not None:
             canary = model.canary.version or repository.content_hash

@@ -17,6 +17,10 @@ def keys(graph):
     return sorted(o.inputs["key"] for o in graph.of_type(OBJECT))
 
 
+def files(graph):
+    return [o for o in graph.of_type(OBJECT) if "/manifests/" not in o.inputs["key"]]
+
+
 def copy_of_repo(tmp_path):
     target = tmp_path / "repo_copy"
     shutil.copytree(ROOT_DIR / "model_repo", target)
@@ -31,11 +35,12 @@ def test_every_file_uploaded_under_the_content_hash(graph):
     digest = repository.load(ROOT_DIR / "model_repo").content_hash
     assert keys(graph) == [f"models/{digest}/cifar10/1/model.pt",
                            f"models/{digest}/cifar10/config.pbtxt",
-                           f"models/{digest}/cifar10/labels.txt"]
+                           f"models/{digest}/cifar10/labels.txt",
+                           f"models/manifests/{digest}.json"]
     bucket = graph.exports["modelBucketName"]
     assert graph.exports["modelStorageUri"] == f"s3://{bucket}/models/{digest}"
     assert graph.exports["modelContentHash"] == digest
-    for obj in graph.of_type(OBJECT):
+    for obj in files(graph):
         assert obj.inputs["source"]["fileAsset"] == "model_repo/" + obj.inputs["key"].split(
             f"{digest}/", 1)[1]
         assert obj.inputs["bucket"] == bucket
@@ -88,3 +93,27 @@ def test_missing_repository_folder(tmp_path):
 def test_prefix_is_validated(prefix):
     graph = evaluate("dev", config=set_path(stack_config("dev"), "modelRepository.prefix", prefix))
     assert "mlserve:modelRepository.prefix: must match" in str(graph.error)
+
+
+def test_manifest_is_written_last_and_matches_the_files(graph):
+    import hashlib
+    import json
+
+    (manifest,) = [o for o in graph.of_type(OBJECT) if "/manifests/" in o.inputs["key"]]
+    for obj in files(graph):
+        assert graph.waits_for(manifest, obj)
+    body = json.loads(manifest.inputs["content"])
+    assert body["version"] == graph.exports["modelContentHash"]
+    for entry in body["files"]:
+        data = (ROOT_DIR / "model_repo" / entry["path"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["size"] == len(data)
+
+
+def test_a_pinned_version_is_served_without_uploading():
+    pinned = "0123456789abcdef0123"
+    graph = evaluate("staging", config=set_path(stack_config("staging"),
+                                                "modelRepository.version", pinned))
+    assert graph.of_type(OBJECT) == []
+    assert graph.exports["modelStorageUri"].endswith(f"/models/{pinned}")
+    assert graph.exports["models"]["cifar10"]["version"] == pinned

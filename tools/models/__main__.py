@@ -1,4 +1,4 @@
-"""python -m tools.models build|validate|hash|serve|bench — see README, "Models"."""
+"""python -m tools.models build|validate|hash|serve|bench|publish — see README, "Models"."""
 
 from __future__ import annotations
 
@@ -73,6 +73,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    import boto3
+
+    from tools.registry import publish
+
+    repo = _validate(args.repository, torch_checks=not args.no_torch)
+    s3 = boto3.session.Session(profile_name=args.profile).client(
+        "s3", endpoint_url=args.endpoint_url)
+    version = publish(s3, repo, args.bucket, args.prefix)
+    print(f"published s3://{args.bucket}/{args.prefix}/{version} "
+          f"({len(repo.files)} files, manifest {args.prefix}/manifests/{version}.json)",
+          file=sys.stderr)
+    print(version)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from tools.models import bench
 
@@ -117,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--instances", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
 
+    publish = commands.add_parser("publish", help="validate and upload under the content hash, "
+                                  "manifest last; prints the version")
+    publish.add_argument("--bucket", required=True)
+    publish.add_argument("--prefix", default="models")
+    publish.add_argument("--profile")
+    publish.add_argument("--endpoint-url", help="S3-compatible endpoint (tests, MinIO)")
+    publish.add_argument("--no-torch", action="store_true")
+    publish.set_defaults(func=cmd_publish)
+
     bench_parser = commands.add_parser("bench", help="shipped config vs the tutorial's")
     bench_parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
     bench_parser.add_argument("--concurrency", default="1,8,32,64")
@@ -131,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except repository.RepositoryError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - registry and S3 errors, reported plainly
+        from tools.registry import RegistryError
+
+        if not isinstance(exc, RegistryError):
+            raise
+        print(f"publish: {exc}", file=sys.stderr)
         return 1
 
 

@@ -29,6 +29,8 @@ def s3(monkeypatch):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset",
+                                                  method="POST"))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

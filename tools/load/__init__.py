@@ -1,0 +1,1 @@
+"""Load tests (locust) for the deployed or local V2 endpoints."""

@@ -1,0 +1,136 @@
+"""Post-deploy smoke test: liveness, readiness, metadata and a real inference per model.
+
+    python -m tools.smoke --stack dev              # endpoints from the stack's outputs
+    python -m tools.smoke --url http://NLB --host cifar10-models.example.com [--model cifar10]
+
+Exit code 0 when every check passes, 1 otherwise; one line per check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Endpoint:
+    model: str
+    base: str
+    """Everything before /v2/... (KServe: the NLB; Seldon: the NLB plus its path prefix)."""
+    host: str | None
+
+
+def endpoints_from_stack(stack: str) -> list[Endpoint]:
+    if shutil.which("pulumi") is None:
+        raise SystemExit("smoke: the pulumi CLI is needed to read the stack's outputs; "
+                         "pass --url and --host instead")
+    result = subprocess.run(["pulumi", "stack", "output", "models", "--json", "--stack", stack],
+                            capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"smoke: pulumi stack output models: {result.stderr.strip()}")
+    return [Endpoint(model=name, base=value["url"].split("/v2/models/")[0], host=value["host"])
+            for name, value in sorted(json.loads(result.stdout).items())]
+
+
+def _call(endpoint: Endpoint, path: str, body: dict | None = None,
+          timeout: float = 30) -> tuple[int, dict | None]:
+    headers = {"Content-Type": "application/json"}
+    if endpoint.host:
+        headers["Host"] = endpoint.host
+    request = urllib.request.Request(endpoint.base + path, headers=headers,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     method="GET" if body is None else "POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            raw = answer.read()
+            return answer.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def check(endpoint: Endpoint) -> list[tuple[str, bool, str]]:
+    results = []
+    for path in ("/v2/health/live", "/v2/health/ready", f"/v2/models/{endpoint.model}/ready"):
+        try:
+            status, _ = _call(endpoint, path)
+        except OSError as exc:
+            results.append((path, False, str(exc)))
+            continue
+        results.append((path, status == 200, f"HTTP {status}"))
+    try:
+        status, meta = _call(endpoint, f"/v2/models/{endpoint.model}")
+    except OSError as exc:
+        return [*results, ("metadata", False, str(exc))]
+    inputs = (meta or {}).get("inputs") or []
+    results.append(("metadata", status == 200 and bool(inputs),
+                    f"inputs {[i.get('name') for i in inputs]}"))
+    if not inputs:
+        return results
+    body = {"inputs": []}
+    rng = np.random.default_rng(0)
+    for tensor in inputs:
+        shape = [1 if d == -1 and i == 0 else (32 if d == -1 else d)
+                 for i, d in enumerate(tensor["shape"])]
+        data = rng.integers(0, 256, int(np.prod(shape))).tolist()
+        body["inputs"].append({"name": tensor["name"], "shape": shape,
+                               "datatype": tensor["datatype"], "data": data})
+    try:
+        status, answer = _call(endpoint, f"/v2/models/{endpoint.model}/infer", body)
+    except OSError as exc:
+        return [*results, ("inference", False, str(exc))]
+    outputs = (answer or {}).get("outputs") or []
+    if status != 200 or not outputs:
+        return [*results, ("inference", False, f"HTTP {status}")]
+    probs = np.asarray(outputs[0]["data"], dtype=np.float64)
+    valid = bool(np.all(probs >= 0) and np.all(probs <= 1) and abs(probs.sum() - 1) < 1e-3)
+    results.append(("inference", valid, f"{outputs[0]['name']} shape {outputs[0]['shape']}, "
+                    f"sum {probs.sum():.4f}, top class {int(probs.argmax())}"))
+    return results
+
+
+def run(endpoints: list[Endpoint]) -> bool:
+    ok = True
+    for endpoint in endpoints:
+        print(f"{endpoint.model} @ {endpoint.base}" + (f" (Host: {endpoint.host})"
+                                                       if endpoint.host else ""))
+        for name, passed, detail in check(endpoint):
+            ok &= passed
+            print(f"  {'PASS' if passed else 'FAIL'}  {name}: {detail}")
+    print("smoke: all checks passed" if ok else "smoke: FAILED")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.smoke", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack")
+    parser.add_argument("--url", help="base URL of the ingress (instead of stack outputs)")
+    parser.add_argument("--host", help="Host header to send with --url")
+    parser.add_argument("--model", action="append",
+                        help="model(s) to check with --url; default: every model in model_repo")
+    args = parser.parse_args(argv)
+    if args.url:
+        from tools.models.repository import load
+
+        models = args.model or sorted(load(ROOT / "model_repo").models)
+        endpoints = [Endpoint(m, args.url.rstrip("/"), args.host) for m in models]
+    elif args.stack:
+        endpoints = endpoints_from_stack(args.stack)
+    else:
+        parser.error("give --stack, or --url (and --host)")
+    return 0 if run(endpoints) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
