@@ -13,6 +13,7 @@ from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerAr
 from components.gpu_node_groups import GpuNodeGroups, GpuNodeGroupsArgs
 from components.gpu_stack import GpuStack, GpuStackArgs
 from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
+from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.mesh import Mesh, MeshArgs
 from components.model_repository import (
     ModelRepository,
@@ -177,7 +178,9 @@ if platform.kserve.enabled and cert_manager is not None and mesh is not None:
             model_namespace=config.model_serving.namespace,
             cert_manager=cert_manager.release,
             mesh_crds=mesh.base,
-            mesh_control_plane=mesh.istiod),
+            mesh_control_plane=mesh.istiod,
+            # KServe looks for KEDA's CRDs once, at start-up.
+            depends_on=[autoscaling.keda] if autoscaling.keda else []),
         on_cluster,
     )
 
@@ -187,7 +190,7 @@ if backend == "seldon" and mesh is not None and serving is not None:
     server_runtime = SeldonCore(
         "seldon",
         SeldonCoreArgs(version=config.model_serving.seldon.version,
-                       mesh_namespace=mesh.namespace, mesh_crds=mesh.base,
+                       mesh_namespace=MESH_NAMESPACE, mesh_crds=mesh.base,
                        depends_on=[*([autoscaling.keda] if autoscaling.keda else []),
                                    mesh.istiod]),
         on_cluster,

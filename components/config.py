@@ -488,7 +488,8 @@ class ModelServingConfig(_Model):
                                       "and a model load).")
     seldon: SeldonConfig = Field(default_factory=SeldonConfig,
                                  description="Seldon Core settings (backend seldon).")
-    models: dict[Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")],
+    # <model>-v-<hash10>-predictor must fit a 63-character Service name.
+    models: dict[Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")],
                  ServedModelConfig] = Field(
         default_factory=dict, description="Models to serve, by name; default: every model in "
         "the repository with default settings.")
@@ -657,14 +658,24 @@ class StackConfig(_Model):
                                  f"prod, got {model.min_replicas}"))
             if model.canary is not None and serving.backend != "kserve":
                 problems.append(((*where, "canary"), f"{key}.canary: needs backend kserve"))
+            if (model.canary is not None and model.canary.version is None
+                    and self.model_repository.version is not None):
+                problems.append(((*where, "canary", "version"),
+                                 f"{key}.canary.version: must be set when modelRepository.version "
+                                 "is pinned (the folder's hash is not uploaded then)"))
+            if len(f"{name}-{serving.namespace}") > 63:
+                problems.append(((*where,), f"{key}: <model>-<namespace> is the host's first "
+                                 "label and must be at most 63 characters"))
             if model.autoscaler == "keda" and not (self.platform.keda.enabled
                                                    and self.platform.monitoring.enabled):
                 problems.append(((*where, "autoscaler"), f"{key}.autoscaler: keda needs "
                                  "platform.keda and platform.monitoring enabled"))
         if serving.backend == "seldon" and not (self.platform.istio.enabled
-                                                and self.platform.keda.enabled):
+                                                and self.platform.keda.enabled
+                                                and self.platform.kserve.enabled):
             problems.append((("modelServing", "backend"), "modelServing.backend: seldon needs "
-                             "platform.istio and platform.keda enabled"))
+                             "platform.istio, platform.keda and platform.kserve enabled (the "
+                             "serving platform owns the meshed model namespace)"))
         if serving.backend == "kserve" and not self.platform.kserve.enabled:
             problems.append((("modelServing", "backend"), "modelServing.backend: kserve needs "
                              "platform.kserve.enabled"))

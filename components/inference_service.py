@@ -73,6 +73,9 @@ class ModelPlan:
     example_request: dict[str, Any] = field(default_factory=dict)
     """A small valid V2 request body for this model (for the curl in the stack outputs)."""
     backend: str = "kserve"
+    triton_image_tag: str = TRITON_IMAGE_TAG
+    ingress_host: str = ""
+    """The Host this model answers on at the ingress gateway (KServe backend)."""
 
     def storage_uri(self, bucket: str, version: str) -> str:
         return f"s3://{bucket}/{self.storage_prefix}/{version}"
@@ -92,12 +95,14 @@ def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
         "modelFormat": {"name": "triton"},
         "protocolVersion": "v2",
         "runtime": TRITON_RUNTIME,
-        "runtimeVersion": TRITON_IMAGE_TAG,
+        "runtimeVersion": plan.triton_image_tag,
         "storageUri": plan.storage_uri(bucket, version),
         # The repository holds every model: this server loads only its own.
         "args": ["--model-control-mode=explicit", f"--load-model={plan.name}", *METRICS_ARGS],
-        # Declared so the PodMonitor can scrape it (Triton serves metrics on 8002).
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        # The runtime declares no ports, and KServe builds the predictor Service from the first
+        # one: HTTP first, then the metrics port so the PodMonitor can scrape it.
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": READY_PATH, "port": HTTP_PORT},
                            "periodSeconds": 5, "failureThreshold": 3},
         "resources": {
@@ -118,21 +123,45 @@ def _placement(plan: ModelPlan) -> dict[str, Any]:
     }
 
 
+def serving_service(plan: ModelPlan) -> str:
+    """The Service the gateway sends the model's requests to."""
+    if plan.backend == "seldon":
+        return f"{plan.name}-{SELDON_PREDICTOR}"
+    return deployment_name(plan.name, plan.version)
+
+
+def demand_query(plan: ModelPlan) -> str:
+    """1 while the gateway sees requests for the model, else 0: exists with zero replicas (Triton's
+    own metrics don't), so KEDA can wake a model scaled to zero. Capped at 1 so it never asks
+    for more than one replica; the backlog decides beyond that."""
+    return (f"clamp_max(sum(rate(istio_requests_total{{reporter=\"source\","
+            f"destination_service_namespace=\"{plan.namespace}\","
+            f"destination_service_name=\"{serving_service(plan)}\"}}[2m])), 1)")
+
+
+def _external(query: str, target: str) -> dict[str, Any]:
+    return {"type": "External", "external": {
+        "metric": {"backend": "prometheus", "serverAddress": PROMETHEUS_URL, "query": query},
+        # KServe passes only the value on; KEDA's Prometheus scaler treats it as a target
+        # per replica (AverageValue).
+        "target": {"type": "Value", "value": target},
+    }}
+
+
 def _autoscaling(plan: ModelPlan) -> dict[str, Any]:
     config = plan.config
     if config.autoscaler == "keda":
-        metric = {"type": "External", "external": {
-            "metric": {"backend": "prometheus", "serverAddress": PROMETHEUS_URL,
-                       "query": backlog_query(plan.namespace, plan.name, plan.version)},
-            "target": {"type": "Value", "value": str(config.target_pending_requests)},
-        }}
+        metrics = [_external(backlog_query(plan.namespace, plan.name, plan.version),
+                             str(config.target_pending_requests))]
+        if config.min_replicas == 0:
+            metrics.append(_external(demand_query(plan), "1"))
     else:
-        metric = {"type": "Resource", "resource": {
+        metrics = [{"type": "Resource", "resource": {
             "name": "cpu",
             "target": {"type": "Utilization", "averageUtilization": config.target_cpu_utilization},
-        }}
+        }}]
     return {
-        "metrics": [metric],
+        "metrics": metrics,
         "behavior": {
             "scaleUp": {"stabilizationWindowSeconds": config.scale_up_stabilization_seconds},
             "scaleDown": {"stabilizationWindowSeconds": config.cooldown_seconds},
@@ -178,6 +207,29 @@ def inference_service(plan: ModelPlan, bucket: str) -> dict[str, Any]:
             },
         },
         "spec": spec,
+    }
+
+
+def virtual_service(plan: ModelPlan, gateway: str) -> dict[str, Any]:
+    """The model's route at the ingress gateway: all traffic to the stable version, or split by
+    weight with the canary (KServe v0.20's Standard mode sizes canary replicas but doesn't split
+    traffic itself)."""
+    def destination(version: str, weight: int) -> dict[str, Any]:
+        service = deployment_name(plan.name, version)
+        return {"destination": {"host": f"{service}.{plan.namespace}.svc.cluster.local",
+                                "port": {"number": 80}}, "weight": weight}
+
+    canary = plan.config.canary
+    if plan.canary_version is not None and canary is not None:
+        routes = [destination(plan.version, 100 - canary.percent),
+                  destination(plan.canary_version, canary.percent)]
+    else:
+        routes = [destination(plan.version, 100)]
+    return {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": plan.name, "namespace": plan.namespace},
+        "spec": {"hosts": [plan.ingress_host], "gateways": [gateway],
+                 "http": [{"route": routes}]},
     }
 
 
@@ -311,23 +363,28 @@ def custom_resource(scope: pulumi.Resource, name: str, manifest: dict[str, Any],
 def watch_model(scope: pulumi.Resource, name: str, plan: ModelPlan,
                 depends_on: Sequence[pulumi.Resource],
                 monitoring: pulumi.Resource | None) -> None:
-    """Scraping, alerts, dashboard and disruption budget of one model, whatever serves it."""
-    watchers = [monitoring] if monitoring is not None else []
-    custom_resource(scope, f"{name}-pod-monitor", pod_monitor(plan), [*depends_on, *watchers])
+    """Scraping, alerts, dashboard and disruption budget of one model, whatever serves it.
+
+    The monitoring objects need the monitoring stack's CRDs and namespace: without it, only the
+    disruption budget is created.
+    """
+    if plan.config.min_replicas >= 2:
+        budget = disruption_budget(plan)
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb", metadata=budget["metadata"], spec=budget["spec"],
+            opts=pulumi.ResourceOptions(parent=scope, depends_on=list(depends_on)))
+    if monitoring is None:
+        return
+    custom_resource(scope, f"{name}-pod-monitor", pod_monitor(plan), [*depends_on, monitoring])
     custom_resource(scope, f"{name}-metrics-mtls", metrics_port_permissive(plan), depends_on)
-    custom_resource(scope, f"{name}-alerts", prometheus_rule(plan), [*depends_on, *watchers])
+    custom_resource(scope, f"{name}-alerts", prometheus_rule(plan), [*depends_on, monitoring])
     k8s.core.v1.ConfigMap(
         f"{name}-dashboard",
         metadata={"name": f"mlserve-model-{plan.name}", "namespace": MONITORING_NAMESPACE,
                   "labels": {DASHBOARD_LABEL: "1"}},
         data={f"mlserve-{plan.name}.json": json.dumps(dashboard(plan), indent=1,
                                                       sort_keys=True)},
-        opts=pulumi.ResourceOptions(parent=scope, depends_on=watchers))
-    if plan.config.min_replicas >= 2:
-        budget = disruption_budget(plan)
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb", metadata=budget["metadata"], spec=budget["spec"],
-            opts=pulumi.ResourceOptions(parent=scope))
+        opts=pulumi.ResourceOptions(parent=scope, depends_on=[monitoring]))
 
 
 @dataclass
@@ -339,6 +396,8 @@ class InferenceServiceArgs:
     monitoring: pulumi.Resource | None = None
     manifest: Callable[[ModelPlan, str], dict[str, Any]] = inference_service
     """What serves the model: KServe's InferenceService, or Seldon's SeldonDeployment."""
+    gateway: str | None = None
+    """namespace/name of the Istio Gateway to route the model's host on (KServe)."""
 
 
 class InferenceService(pulumi.ComponentResource):
@@ -354,6 +413,9 @@ class InferenceService(pulumi.ComponentResource):
             lambda bucket: build(plan, bucket)["spec"])
         self.server = custom_resource(self, f"{name}-{template['kind'].lower()}", template,
                                       args.depends_on, spec=spec)
+        if args.gateway is not None:
+            custom_resource(self, f"{name}-route", virtual_service(plan, args.gateway),
+                            args.depends_on)
         watch_model(self, name, plan, args.depends_on, args.monitoring)
         self.register_outputs({"name": plan.name, "version": plan.version,
                                "canaryVersion": plan.canary_version})

@@ -25,14 +25,15 @@ PRIVILEGED = "privileged"
 RESTRICTED = "restricted"
 
 
-def resources(cpu: str, memory: str, *, cpu_limit: str | None = None,
+def resources(cpu: str, memory: str, *, cpu_limit: str = "1",
               memory_limit: str | None = None) -> dict[str, dict[str, str]]:
-    """Requests (always) and limits. Memory is limited at the request unless raised; CPU is not
-    limited by default, so controllers burst instead of being throttled."""
-    limits = {"memory": memory_limit or memory}
-    if cpu_limit:
-        limits["cpu"] = cpu_limit
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": limits}
+    """Requests and limits, both always set. Helm deep-merges values into the chart's defaults,
+    so a limit left out keeps the chart's own (e.g. KServe's 100m CPU, which throttles the
+    controller); and Pulumi doesn't carry a null that would delete it. So the CPU limit is a
+    generous ceiling (a core by default) that lets controllers burst, and memory is limited at
+    the request unless raised."""
+    return {"requests": {"cpu": cpu, "memory": memory},
+            "limits": {"cpu": cpu_limit, "memory": memory_limit or memory}}
 
 
 def namespace(scope: pulumi.Resource, prefix: str, name: str, *, pod_security: str,

@@ -21,10 +21,12 @@ from components.inference_service import (
     InferenceService,
     InferenceServiceArgs,
     ModelPlan,
+    custom_resource,
     inference_service,
 )
 from components.mesh import GATEWAY_RELEASE
 from components.seldon import RCLONE_SECRET, rclone_env, seldon_deployment
+from components.serving_platform import MODELS_GATEWAY
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from tools.models.repository import Model, Repository
@@ -73,7 +75,10 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
                            for name in unknown])
     if not configured:
         floor = 2 if config.environment == "prod" else 1
-        configured = {name: ServedModelConfig(min_replicas=floor, max_replicas=max(floor, 4))
+        keda = config.platform.keda.enabled and config.platform.monitoring.enabled
+        configured = {name: ServedModelConfig.model_validate({
+                          "minReplicas": floor, "maxReplicas": max(floor, 4),
+                          "autoscaler": "keda" if keda else "hpa"})
                       for name in repository.models}
     plans = []
     for name, model in sorted(configured.items()):
@@ -89,8 +94,22 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
             name=name, namespace=serving.namespace, service_account=serving.service_account,
             storage_prefix=config.model_repository.prefix, version=version, config=model,
             gpu_pool=model.gpu_pool or config.gpu_node_groups[0].name, canary_version=canary,
-            example_request=example_request(repository.models[name]), backend=serving.backend))
+            example_request=example_request(repository.models[name]), backend=serving.backend,
+            triton_image_tag=config.platform.kserve.triton_image_tag,
+            ingress_host=model_host(name, serving.namespace, config.platform.kserve.ingress_domain),
+        ))
     return plans
+
+
+def gateway_pod_monitor() -> dict[str, Any]:
+    """Envoy's statistics of the ingress gateway (istio_requests_total per destination)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+        "metadata": {"name": "istio-ingressgateway", "namespace": MESH_NAMESPACE},
+        "spec": {"selector": {"matchLabels": {"istio": GATEWAY_RELEASE.removeprefix("istio-")}},
+                 "podMetricsEndpoints": [{"port": "http-envoy-prom", "path": "/stats/prometheus",
+                                          "interval": "15s"}]},
+    }
 
 
 def s3_annotations(region: str, role_arn: str) -> dict[str, str]:
@@ -158,7 +177,9 @@ class ModelServing(pulumi.ComponentResource):
             metadata={"name": first.service_account, "namespace": args.namespace,
                       "annotations": pulumi.Output.from_input(args.reader_role_arn).apply(
                           lambda arn: s3_annotations(args.region, arn))},
-            automount_service_account_token=True,
+            # Triton needs no Kubernetes API access; IRSA and Istio use their own projected
+            # tokens.
+            automount_service_account_token=False,
             opts=pulumi.ResourceOptions(parent=self))
         policy = network_policy(first.namespace, args.backend)
         k8s.networking.v1.NetworkPolicy(
@@ -173,12 +194,17 @@ class ModelServing(pulumi.ComponentResource):
                 metadata={"name": RCLONE_SECRET, "namespace": args.namespace},
                 type="Opaque", string_data=rclone_env(args.region),
                 opts=pulumi.ResourceOptions(parent=self)))
-        manifest = seldon_deployment if args.backend == "seldon" else inference_service
+        seldon = args.backend == "seldon"
+        if args.monitoring is not None and any(p.config.min_replicas == 0 for p in args.plans):
+            # Scale from zero reads the gateway's request metrics (Triton has none at zero).
+            custom_resource(self, f"{name}-gateway-monitor", gateway_pod_monitor(), ready)
         self.models = {
             plan.name: InferenceService(
                 f"{name}-{plan.name}",
-                InferenceServiceArgs(plan=plan, bucket=args.bucket, depends_on=ready,
-                                     monitoring=args.monitoring, manifest=manifest),
+                InferenceServiceArgs(
+                    plan=plan, bucket=args.bucket, depends_on=ready, monitoring=args.monitoring,
+                    manifest=seldon_deployment if seldon else inference_service,
+                    gateway=None if seldon else f"{plan.namespace}/{MODELS_GATEWAY}"),
                 pulumi.ResourceOptions(parent=self))
             for plan in args.plans
         }

@@ -63,7 +63,8 @@ class ModelStore(pulumi.ComponentResource):
 
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
-            bucket_prefix=f"{args.cluster_name.lower()}-models-"[:37],
+            # S3 allows lowercase letters, digits and hyphens; the prefix is at most 37 chars.
+            bucket_prefix=f"{args.cluster_name.lower().replace('_', '-')}-models-"[:37],
             force_destroy=config.force_destroy,
             opts=pulumi.ResourceOptions(parent=self, protect=config.protect),
         )

@@ -44,7 +44,7 @@ def monitoring_values(*, config: MonitoringConfig, storage_class: str,
                 "probeSelectorNilUsesHelmValues": False,
                 "retention": config.retention,
                 "replicas": replicas,
-                "resources": resources("200m", "1Gi", memory_limit="4Gi"),
+                "resources": resources("200m", "1Gi", cpu_limit="2", memory_limit="4Gi"),
                 "storageSpec": {"volumeClaimTemplate": {"spec": {
                     "storageClassName": storage_class,
                     "accessModes": ["ReadWriteOnce"],

@@ -17,11 +17,12 @@ from components.inference_service import (
     ModelPlan,
     backlog_query,
     custom_resource,
+    demand_query,
 )
 from components.k8s import BASELINE, GPU_TOLERATION, helm_release, namespace
 from components.mesh import GATEWAY_RELEASE
 from components.monitoring import PROMETHEUS_URL
-from components.versions import TRITON_IMAGE, TRITON_IMAGE_TAG
+from components.versions import TRITON_IMAGE
 
 NAMESPACE = "seldon-system"
 GATEWAY = "seldon-gateway"
@@ -74,6 +75,9 @@ def seldon_deployment(plan: ModelPlan, bucket: str) -> dict[str, Any]:
                 "query": backlog_query(plan.namespace, plan.name, plan.version, "seldon"),
                 "threshold": str(config.target_pending_requests)}}],
         }}
+        if config.min_replicas == 0:
+            scaling["kedaSpec"]["triggers"].append({"type": "prometheus", "metadata": {
+                "serverAddress": PROMETHEUS_URL, "query": demand_query(plan), "threshold": "1"}})
     else:
         scaling = {"hpaSpec": {
             "minReplicas": max(config.min_replicas, 1), "maxReplicas": config.max_replicas,
@@ -102,7 +106,7 @@ def seldon_deployment(plan: ModelPlan, bucket: str) -> dict[str, Any]:
                         # Same name as the graph node: the operator keeps these fields.
                         "containers": [{
                             "name": plan.name,
-                            "image": f"{TRITON_IMAGE}:{TRITON_IMAGE_TAG}",
+                            "image": f"{TRITON_IMAGE}:{plan.triton_image_tag}",
                             "resources": {
                                 "requests": {"cpu": config.cpu, "memory": config.memory,
                                              "nvidia.com/gpu": str(config.gpus)},
@@ -121,7 +125,7 @@ def seldon_deployment(plan: ModelPlan, bucket: str) -> dict[str, Any]:
 @dataclass
 class SeldonCoreArgs:
     version: str
-    mesh_namespace: pulumi.Input[str]
+    mesh_namespace: str
     mesh_crds: pulumi.Resource
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
 
@@ -131,10 +135,9 @@ class SeldonCore(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlserve:seldon:SeldonCore", name, None, opts)
         ns = namespace(self, name, NAMESPACE, pod_security=BASELINE)
-        mesh_namespace = "istio-system"
-        custom_resource(self, f"{name}-gateway", gateway(mesh_namespace), [args.mesh_crds])
+        custom_resource(self, f"{name}-gateway", gateway(args.mesh_namespace), [args.mesh_crds])
         self.release = helm_release(self, name, "seldon-core-operator", name="seldon-core",
                                     namespace=ns.metadata.name,
-                                    values=seldon_values(mesh_namespace),
+                                    values=seldon_values(args.mesh_namespace),
                                     depends_on=args.depends_on, version=args.version)
         self.register_outputs({"release": self.release.status})

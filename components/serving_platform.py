@@ -23,6 +23,19 @@ from components.versions import TRITON_IMAGE
 
 NAMESPACE = "kserve"
 TRITON_RUNTIME = "kserve-tritonserver"
+MODELS_GATEWAY = "models-gateway"
+
+
+def models_gateway(namespace: str, domain: str) -> dict[str, Any]:
+    """The ingress gateway's listener for model hosts; only VirtualServices in the model
+    namespace may bind to it."""
+    return {
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": MODELS_GATEWAY, "namespace": namespace},
+        "spec": {"selector": {"istio": "ingressgateway"},
+                 "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                              "hosts": [f"{namespace}/*.{domain}"]}]},
+    }
 
 
 def kserve_values(*, ingress_domain: str) -> dict[str, Any]:
@@ -35,6 +48,10 @@ def kserve_values(*, ingress_domain: str) -> dict[str, Any]:
                     "domain": ingress_domain,
                     "urlScheme": "http",
                     "ingressGateway": {"className": INGRESS_CLASS, "enableGatewayApi": False},
+                    # v0.20's Standard-mode Ingress routes only to the stable predictor, so a
+                    # canary would get no traffic: the stack routes each model with its own
+                    # weighted VirtualService instead (components/inference_service.py).
+                    "disableIngressCreation": True,
                 },
                 "nodeSelector": SYSTEM_NODE_SELECTOR,
                 "resources": resources("100m", "300Mi", memory_limit="512Mi"),
@@ -80,7 +97,7 @@ class ServingPlatform(pulumi.ComponentResource):
         controller = helm_release(
             self, name, "kserve-resources", name="kserve", namespace=ns.metadata.name,
             values=kserve_values(ingress_domain=args.ingress_domain),
-            depends_on=[crds, args.cert_manager, args.mesh_control_plane])
+            depends_on=[crds, args.cert_manager, args.mesh_control_plane, *args.depends_on])
         self.runtimes = helm_release(
             self, name, "kserve-runtime-configs", name="kserve-runtime-configs",
             namespace=ns.metadata.name,
@@ -101,6 +118,12 @@ class ServingPlatform(pulumi.ComponentResource):
             spec={"mtls": {"mode": "STRICT"}},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.mesh_crds]),
         )
+        gateway = models_gateway(args.model_namespace, args.ingress_domain)
+        self.gateway = k8s.apiextensions.CustomResource(
+            f"{name}-models-gateway", api_version=gateway["apiVersion"], kind=gateway["kind"],
+            metadata={**gateway["metadata"], "namespace": models.metadata.name},
+            spec=gateway["spec"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.mesh_crds]))
         self.model_namespace = models.metadata.name
         self.register_outputs({"namespace": ns.metadata.name,
                                "modelNamespace": self.model_namespace,

@@ -124,7 +124,8 @@ def copy_version(source: Any, target: Any, *, source_bucket: str, target_bucket:
     if source_problems:
         raise RegistryError(f"source version {version} is corrupted; nothing copied:\n  "
                             + "\n  ".join(source_problems))
-    copy = copy_object or target.copy_object
+    # The managed copy switches to multipart above 5 GB, where a single CopyObject fails.
+    copy = copy_object or (lambda **kw: target.copy(kw["CopySource"], kw["Bucket"], kw["Key"]))
     copied = already = 0
     for entry in manifest["files"]:
         key = object_key(prefix, version, entry["path"])

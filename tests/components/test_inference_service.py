@@ -60,7 +60,9 @@ def test_predictor_runs_triton_on_the_configured_gpus(graph):
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert model["resources"]["requests"]["cpu"] == config["cpu"]
     assert model["resources"]["limits"]["memory"] == config["memory"]
-    assert {"name": "metrics", "containerPort": 8002, "protocol": "TCP"} in model["ports"]
+    # KServe builds the Service from the first port: it must be Triton's HTTP port.
+    assert model["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                              {"name": "metrics", "containerPort": 8002, "protocol": "TCP"}]
     assert model["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert model["args"][:2] == ["--model-control-mode=explicit", "--load-model=cifar10"]
     assert set(METRICS_ARGS) <= set(model["args"])
@@ -69,7 +71,7 @@ def test_predictor_runs_triton_on_the_configured_gpus(graph):
 def test_keda_scales_on_tritons_backlog(graph):
     config = served_config(graph)
     scaling = isvc(graph)["spec"]["predictor"]["autoScaling"]
-    (metric,) = scaling["metrics"]
+    metric = scaling["metrics"][0]
     assert metric["type"] == "External"
     external = metric["external"]
     assert external["metric"]["backend"] == "prometheus"
@@ -82,6 +84,40 @@ def test_keda_scales_on_tritons_backlog(graph):
     assert scaling["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
     assert scaling["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == \
         config.get("cooldownSeconds", 300)
+
+
+def test_scale_from_zero_wakes_on_gateway_requests(dev, prod):
+    metrics = isvc(dev)["spec"]["predictor"]["autoScaling"]["metrics"]
+    assert len(metrics) == 2
+    demand = metrics[1]["external"]
+    assert demand["metric"]["query"].startswith("clamp_max(sum(rate(istio_requests_total{")
+    version = dev.exports["modelContentHash"][:10]
+    assert f'destination_service_name="cifar10-v-{version}-predictor"' in \
+        demand["metric"]["query"]
+    assert demand["target"]["value"] == "1"
+    monitors = [r.inputs["metadata"]["name"] for r in of_kind(dev, "PodMonitor")]
+    assert "istio-ingressgateway" in monitors
+    assert len(isvc(prod)["spec"]["predictor"]["autoScaling"]["metrics"]) == 1
+    assert "istio-ingressgateway" not in [r.inputs["metadata"]["name"]
+                                          for r in of_kind(prod, "PodMonitor")]
+
+
+def test_route_at_the_gateway(graph):
+    version = graph.exports["modelContentHash"][:10]
+    (route,) = of_kind(graph, "VirtualService")
+    spec = route.inputs["spec"]
+    assert spec["hosts"] == ["cifar10-models.example.com"]
+    assert spec["gateways"] == ["models/models-gateway"]
+    assert spec["http"] == [{"route": [{"destination": {
+        "host": f"cifar10-v-{version}-predictor.models.svc.cluster.local",
+        "port": {"number": 80}}, "weight": 100}]}]
+    (gateway,) = [g for g in of_kind(graph, "Gateway")
+                  if g.inputs["metadata"]["name"] == "models-gateway"]
+    assert gateway.inputs["spec"]["servers"][0]["hosts"] == ["models/*.example.com"]
+    kserve = [r for r in graph.of_type("kubernetes:helm.sh/v3:Release")
+              if r.inputs["name"] == "kserve"][0]
+    assert kserve.inputs["values"]["kserve"]["controller"]["gateway"][
+        "disableIngressCreation"] is True
 
 
 def test_hpa_on_cpu_as_a_fallback():
@@ -125,6 +161,11 @@ def test_canary_sends_a_share_to_the_new_content_hash():
     assert canary["predictor"]["minReplicas"] == 1
     assert "autoScaling" not in canary["predictor"] and "maxReplicas" not in canary["predictor"]
     assert graph.exports["models"]["cifar10"]["canaryVersion"] == new
+    (route,) = of_kind(graph, "VirtualService")
+    weights = {r["destination"]["host"].split(".")[0]: r["weight"]
+               for r in route.inputs["spec"]["http"][0]["route"]}
+    assert weights == {f"cifar10-v-{OLD[:10]}-predictor": 90,
+                       f"cifar10-v-{new[:10]}-predictor": 10}
 
 
 def test_promoting_keeps_the_canarys_deployment_and_rollback_removes_it():
@@ -152,7 +193,8 @@ def test_canary_rules():
 # ---- watching -------------------------------------------------------------------------------
 
 def test_pod_monitor_scrapes_triton_metrics(graph):
-    (monitor,) = of_kind(graph, "PodMonitor")
+    (monitor,) = [m for m in of_kind(graph, "PodMonitor")
+                  if m.inputs["metadata"]["name"] == "cifar10-triton"]
     assert monitor.inputs["spec"]["selector"] == {
         "matchLabels": {"serving.kserve.io/inferenceservice": "cifar10"}}
     assert monitor.inputs["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
@@ -209,6 +251,7 @@ def test_only_the_gateway_and_prometheus_reach_model_pods(graph):
 
 def test_service_account_uses_irsa_and_no_static_keys_anywhere(graph):
     (account,) = graph.of_type("kubernetes:core/v1:ServiceAccount")
+    assert account.inputs["automountServiceAccountToken"] is False
     annotations = account.inputs["metadata"]["annotations"]
     assert annotations["eks.amazonaws.com/role-arn"] == graph.exports["modelReaderRoleArn"]
     assert annotations["serving.kserve.io/s3-region"] == "us-west-2"
@@ -251,8 +294,8 @@ def test_every_promql_metric_exists_on_a_live_triton(graph, local_triton):
     from components.inference_service import ModelPlan, backlog_query  # noqa: F401
 
     exported = _scrape(local_triton)
-    queries = [isvc(graph)["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]
-               ["metric"]["query"]]
+    queries = [m["external"]["metric"]["query"]
+               for m in isvc(graph)["spec"]["predictor"]["autoScaling"]["metrics"]]
     (rule,) = of_kind(graph, "PrometheusRule")
     queries += [r["expr"] for r in rule.inputs["spec"]["groups"][0]["rules"]]
     maps = [r for r in graph.of_type("kubernetes:core/v1:ConfigMap")
@@ -263,7 +306,7 @@ def test_every_promql_metric_exists_on_a_live_triton(graph, local_triton):
     triton = {n for n in names if n.startswith("nv_")}
     # The others come from the exporters the platform installs, not from Triton.
     assert names - triton <= {"kube_pod_status_phase", "DCGM_FI_DEV_GPU_UTIL",
-                              "DCGM_FI_DEV_FB_USED"}
+                              "DCGM_FI_DEV_FB_USED", "istio_requests_total"}
     assert triton and triton <= exported, sorted(triton - exported)
 
 
@@ -292,3 +335,40 @@ def test_queries_select_one_model_in_one_namespace(graph):
     for expr in [*alert_expressions(plan).values(), *dashboard_queries(plan).values()]:
         for selector in re.findall(r"nv_\w+\{([^}]*)\}", expr):
             assert 'namespace="models"' in selector and 'model="cifar10"' in selector
+
+
+def test_without_monitoring_models_get_no_monitoring_objects():
+    config = set_path(stack_config("staging"), "platform.monitoring.enabled", False)
+    config = set_path(config, "platform.dcgmExporter.enabled", False)
+    config = set_path(config, "modelServing.models.cifar10.autoscaler", "hpa")
+    graph = evaluate("staging", config=config)
+    assert graph.error is None, graph.error
+    assert of_kind(graph, "PodMonitor") == [] and of_kind(graph, "PrometheusRule") == []
+    assert isvc(graph)["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+
+
+def test_default_models_fall_back_to_hpa_without_keda():
+    config = set_path(stack_config("staging"), "modelServing.models", {})
+    config = set_path(config, "platform.keda.enabled", False)
+    graph = evaluate("staging", config=config)
+    assert graph.error is None, graph.error
+    assert isvc(graph)["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+
+
+def test_kserve_waits_for_keda(graph):
+    releases = {r.inputs["name"]: r for r in graph.of_type("kubernetes:helm.sh/v3:Release")}
+    assert graph.waits_for(releases["kserve"], releases["keda"])
+
+
+def test_triton_tag_from_config_reaches_the_model():
+    graph = evaluate("staging", config=set_path(stack_config("staging"),
+                                                "platform.kserve.tritonImageTag", "26.08-py3"))
+    assert isvc(graph)["spec"]["predictor"]["model"]["runtimeVersion"] == "26.08-py3"
+
+
+def test_canary_version_required_when_the_repository_is_pinned():
+    config = set_path(stack_config("staging"), "modelRepository.version", OLD)
+    config = set_path(config, "modelServing.models.cifar10.canary", {"percent": 10})
+    graph = evaluate("staging", config=config)
+    assert "canary.version: must be set when modelRepository.version is pinned" in \
+        str(graph.error)

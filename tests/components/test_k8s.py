@@ -123,6 +123,8 @@ def test_every_workload_has_resource_requests(graph):
         for block in blocks:
             assert set(block["requests"]) >= {"cpu", "memory"}, name
             assert "memory" in block["limits"], name
+            # Set explicitly: a limit left out keeps the chart's own (Helm merges values).
+            assert "cpu" in block["limits"], name
 
 
 def test_high_availability_in_prod_only(dev, prod):

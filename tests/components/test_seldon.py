@@ -75,7 +75,8 @@ def test_keda_on_tritons_backlog_with_polling_and_cooldown_from_config(seldon):
     keda = sdep(seldon).inputs["spec"]["predictors"][0]["componentSpecs"][0]["kedaSpec"]
     assert keda["pollingInterval"] == 15 and keda["cooldownPeriod"] == 120
     assert (keda["minReplicaCount"], keda["maxReplicaCount"]) == (0, 2)
-    (trigger,) = keda["triggers"]
+    trigger, wake = keda["triggers"]  # dev scales to zero: the gateway's demand wakes it
+    assert 'destination_service_name="cifar10-default"' in wake["metadata"]["query"]
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["threshold"] == "4"
     assert trigger["metadata"]["query"].startswith("sum(nv_inference_pending_request_count{")
@@ -113,7 +114,8 @@ def test_ordering(seldon):
 
 
 def test_metrics_scraped_from_tritons_port(seldon):
-    (monitor,) = [r for r in seldon.resources if r.type.endswith(":PodMonitor")]
+    (monitor,) = [r for r in seldon.resources if r.type.endswith(":PodMonitor")
+                  and r.inputs["metadata"]["name"] == "cifar10-triton"]
     (endpoint,) = monitor.inputs["spec"]["podMetricsEndpoints"]
     assert monitor.inputs["spec"]["selector"] == {"matchLabels": {"seldon-deployment-id":
                                                                   "cifar10"}}
