@@ -20,7 +20,7 @@ export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
 .PHONY: test venv up preview destroy refresh outputs config-reference versions-table \
-	build-model validate serve bench smoke load clean
+	build-model validate serve bench smoke load policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11+ is required")'
@@ -80,6 +80,9 @@ config-reference: $(VENV)/.installed
 
 versions-table: $(VENV)/.installed
 	$(PY) -m tools.versions_table
+
+policy-table: $(VENV)/.installed
+	$(PY) -m tools.policy_table
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis tests/schemas/node_modules

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 from components.config import StackConfig
 from tests.harness import ROOT_DIR
 from tools.config_reference import reference
+from tools.policy_table import table as policy_table
 from tools.versions_table import table
 
 README = (ROOT_DIR / "README.md").read_text()
@@ -38,3 +39,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_versions_table_is_generated_from_the_code():
     assert table() in README, "run `python -m tools.versions_table` and paste it into README.md"
+
+
+def test_readme_policy_list_is_generated_from_the_rules():
+    assert policy_table() in README, "run `make policy-table` and paste it into README.md"
