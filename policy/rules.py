@@ -72,6 +72,11 @@ def _statements(policy: Any) -> list[dict[str, Any]]:
     return statements if isinstance(statements, list) else [statements]
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """A nested value as a dict; during preview a computed value is unknown, not a dict."""
+    return value if isinstance(value, dict) else {}
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -353,9 +358,11 @@ def helm_release_pinned(args: Any, report: Report) -> None:
 
 
 def _predictors(props: dict[str, Any]) -> list[dict[str, Any]]:
-    spec = props.get("spec") or {}
-    return [spec.get("predictor") or {}] + [c.get("predictor") or {}
-                                            for c in spec.get("canary") or []]
+    spec = props.get("spec")
+    if not isinstance(spec, dict):
+        return []  # computed (e.g. a new bucket's name) until the update: checked then
+    return [_dict(spec.get("predictor"))] + [_dict(_dict(c).get("predictor"))
+                                             for c in spec.get("canary") or []]
 
 
 @resource_rule("model-resources-set", ISVC)
@@ -417,8 +424,11 @@ def prod_model_availability(args: Any, report: Report) -> None:
     budgets = {(r.props.get("metadata") or {}).get("name")
                for r in _of(args.resources, "kubernetes:policy/v1:PodDisruptionBudget")}
     for service in _of(args.resources, ISVC):
-        name = (service.props.get("metadata") or {}).get("name")
-        predictor = (service.props.get("spec") or {}).get("predictor") or {}
+        name = _dict(service.props.get("metadata")).get("name")
+        spec = service.props.get("spec")
+        if not isinstance(spec, dict):
+            continue
+        predictor = _dict(spec.get("predictor"))
         if (predictor.get("minReplicas") or 0) < 2:
             report(f"{name}: minReplicas {predictor.get('minReplicas')} in prod (needs >= 2)")
         if name not in budgets:

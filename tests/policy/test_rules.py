@@ -251,3 +251,13 @@ def test_the_pack_sees_the_real_graph(prod):
     found = violations(resources)
     assert any(v.startswith("prod-bucket-protected:") for v in found)
     assert any(v.startswith("s3-versioning:") for v in found)
+
+
+def test_rules_tolerate_values_unknown_during_preview():
+    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's unknown marker
+    resources = [PROD_PROVIDER,
+                 View("kubernetes:serving.kserve.io/v1beta1:InferenceService",
+                      {"metadata": {"name": "m"}, "spec": unknown}, provider=PROD_PROVIDER),
+                 View("aws:iam/role:Role", {"assumeRolePolicy": unknown}), PDB]
+    for rule in RULES:
+        run_rule(rule.name, resources)  # no exception
