@@ -40,17 +40,21 @@ def views(graph: Graph) -> list[View]:
     return list(by_urn.values())
 
 
-def violations(resources: list[View]) -> list[str]:
+def apply(rule, resources: list[View]) -> list[str]:
+    """Run one rule the way the pack does: once per stack, or once per matching resource."""
     found: list[str] = []
-    for rule in RULES:
-        report = lambda message, *_, rule=rule: found.append(f"{rule.name}: {message}")  # noqa: E731
-        if rule.kind == "stack":
-            rule.func(SimpleNamespace(resources=resources), report)
-        else:
-            for view in resources:
-                if view.resource_type in rule.resource_types:
-                    rule.func(view, report)
+    report = lambda message, *_: found.append(message)  # noqa: E731
+    if rule.kind == "stack":
+        rule.func(SimpleNamespace(resources=resources), report)
+    else:
+        for view in resources:
+            if view.resource_type in rule.resource_types:
+                rule.func(view, report)
     return found
+
+
+def violations(resources: list[View]) -> list[str]:
+    return [f"{rule.name}: {message}" for rule in RULES for message in apply(rule, resources)]
 
 
 def test_at_least_25_rules_each_documented():
@@ -218,15 +222,7 @@ FIXTURES: dict[str, tuple[list[View], list[View]]] = {
 
 def run_rule(name: str, resources: list[View]) -> list[str]:
     (rule,) = [r for r in RULES if r.name == name]
-    found: list[str] = []
-    report = lambda message, *_: found.append(message)  # noqa: E731
-    if rule.kind == "stack":
-        rule.func(SimpleNamespace(resources=resources), report)
-    else:
-        for view in resources:
-            if view.resource_type in rule.resource_types:
-                rule.func(view, report)
-    return found
+    return apply(rule, resources)
 
 
 def test_every_rule_has_fixtures():
