@@ -10,6 +10,7 @@ from components.aws_provider import aws_provider, stack_tags
 from components.cert_manager import CertManager, CertManagerArgs
 from components.cluster import Cluster, ClusterArgs
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
+from components.existing_cluster import ExistingCluster, ExistingClusterArgs
 from components.gpu_node_groups import GpuNodeGroups, GpuNodeGroupsArgs
 from components.gpu_stack import GpuStack, GpuStackArgs
 from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
@@ -22,9 +23,11 @@ from components.model_repository import (
 )
 from components.model_serving import ModelServing, ModelServingArgs, plan_models
 from components.model_store import ModelStore, ModelStoreArgs
+from components.model_upload import ModelUpload, ModelUploadArgs
 from components.monitoring import GRAFANA_SERVICE, Monitoring, MonitoringArgs
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from components.network import Network, NetworkArgs
+from components.object_store import ObjectStore, ObjectStoreArgs, node_port_of
 from components.seldon import SeldonCore, SeldonCoreArgs
 from components.serving_platform import ServingPlatform, ServingPlatformArgs
 from components.storage import Storage, StorageArgs
@@ -36,68 +39,82 @@ model_repo = load_model_repository(config.model_repository, Path(__file__).paren
 model_plans = plan_models(config, model_repo)
 stack = pulumi.get_stack()
 cluster_name = config.cluster_name(stack)
-tags = stack_tags(config, stack)
-aws = aws_provider(config, stack)
-on_aws = pulumi.ResourceOptions(providers={"aws": aws})
+eks = config.cluster.mode == "eks"
+bucket = config.model_bucket
+pinned_version = config.model_repository.version
 
-network = Network("network", NetworkArgs(config=config.network, cluster_name=cluster_name), on_aws)
+# ---- The AWS half (cluster.mode eks): network, EKS, GPU nodes, the hardened model bucket.
+network = cluster = gpu_nodes = model_store = uploaded_to_s3 = None
+providers = {}
+if eks:
+    tags = stack_tags(config, stack)
+    providers["aws"] = aws_provider(config, stack)
+    on_aws = pulumi.ResourceOptions(providers=dict(providers))
+    network = Network("network", NetworkArgs(config=config.network, cluster_name=cluster_name),
+                      on_aws)
+    cluster = Cluster(
+        "cluster",
+        ClusterArgs(
+            cluster_name=cluster_name,
+            config=config.cluster,
+            system_nodes=config.system_node_group,
+            region=config.region,
+            private_subnet_ids=network.private_subnet_ids,
+            instance_tags=tags,
+        ),
+        on_aws,
+    )
+    gpu_nodes = GpuNodeGroups(
+        "gpu",
+        GpuNodeGroupsArgs(
+            groups=config.gpu_node_groups,
+            cluster_name=cluster.eks.name,
+            node_role_arn=cluster.node_role.arn,
+            subnet_ids=network.private_subnet_ids,
+            instance_tags=tags,
+            depends_on=[cluster.system_nodes],
+        ),
+        on_aws,
+    )
+    if bucket.mode == "create":
+        model_store = ModelStore(
+            "models",
+            ModelStoreArgs(
+                cluster_name=cluster_name,
+                bucket=bucket,
+                serving=config.model_serving,
+                oidc_provider_arn=cluster.oidc_provider_arn,
+                oidc_issuer_url=cluster.oidc_issuer_url,
+            ),
+            on_aws,
+        )
+        uploaded_to_s3 = ModelRepository(
+            "model-repo",
+            ModelRepositoryArgs(repository=model_repo, bucket=model_store.bucket_name,
+                                prefix=config.model_repository.prefix,
+                                bucket_ready=model_store.ready, pinned_version=pinned_version),
+            on_aws,
+        )
+    providers["kubernetes"] = cluster.provider
+else:
+    # ---- An existing cluster (an existing EKS, kind, minikube): no AWS resources at all.
+    providers["kubernetes"] = ExistingCluster(
+        "cluster", ExistingClusterArgs(kubeconfig=config.cluster.kubeconfig or "",
+                                       context=config.cluster.context)).provider
 
-cluster = Cluster(
-    "cluster",
-    ClusterArgs(
-        cluster_name=cluster_name,
-        config=config.cluster,
-        system_nodes=config.system_node_group,
-        region=config.region,
-        private_subnet_ids=network.private_subnet_ids,
-        instance_tags=tags,
-    ),
-    on_aws,
-)
-
-gpu_nodes = GpuNodeGroups(
-    "gpu",
-    GpuNodeGroupsArgs(
-        groups=config.gpu_node_groups,
-        cluster_name=cluster.eks.name,
-        node_role_arn=cluster.node_role.arn,
-        subnet_ids=network.private_subnet_ids,
-        instance_tags=tags,
-        depends_on=[cluster.system_nodes],
-    ),
-    on_aws,
-)
-
-model_store = ModelStore(
-    "models",
-    ModelStoreArgs(
-        cluster_name=cluster_name,
-        bucket=config.model_bucket,
-        serving=config.model_serving,
-        oidc_provider_arn=cluster.oidc_provider_arn,
-        oidc_issuer_url=cluster.oidc_issuer_url,
-    ),
-    on_aws,
-)
-
-models = ModelRepository(
-    "model-repo",
-    ModelRepositoryArgs(repository=model_repo, bucket=model_store.bucket_name,
-                        prefix=config.model_repository.prefix, bucket_ready=model_store.ready,
-                        pinned_version=config.model_repository.version),
-    on_aws,
-)
+bucket_name = model_store.bucket_name if model_store else bucket.name
+reader_role_arn = model_store.reader_role_arn if model_store else bucket.reader_role_arn
 
 # ---- Kubernetes platform layer: everything below uses the cluster's one Kubernetes provider,
-# which waits for the admin access entries and the system nodes.
+# which (on EKS) waits for the admin access entries and the system nodes.
 platform = config.platform
 ha = config.high_availability
-on_cluster = pulumi.ResourceOptions(providers={"aws": aws, "kubernetes": cluster.provider})
+on_cluster = pulumi.ResourceOptions(providers=providers)
 
-storage = Storage("storage", StorageArgs(), on_cluster)
+storage = Storage("storage", StorageArgs(), on_cluster) if eks else None
 
 load_balancer_controller = None
-if platform.load_balancer_controller.enabled:
+if platform.load_balancer_controller.enabled and cluster is not None:
     load_balancer_controller = LoadBalancerController(
         "lb-controller",
         LoadBalancerControllerArgs(
@@ -120,6 +137,8 @@ if platform.istio.enabled:
             gateway_scheme=platform.istio.gateway_scheme,
             gateway_source_ranges=platform.istio.gateway_source_ranges,
             gateway_min_replicas=platform.istio.gateway_min_replicas,
+            gateway_service_type=platform.istio.gateway_service_type,
+            gateway_node_port=platform.istio.gateway_node_port,
             load_balancer_controller=load_balancer_controller.release
             if load_balancer_controller else None,
         ),
@@ -131,7 +150,10 @@ if platform.monitoring.enabled:
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(
-            config=platform.monitoring, storage_class=storage.class_name, high_availability=ha,
+            config=platform.monitoring,
+            storage_class=platform.monitoring.storage_class
+            or (storage.class_name if storage else ""),
+            high_availability=ha,
             grafana_admin_password=config.grafana_admin_password.get_secret_value()
             if config.grafana_admin_password else None),
         on_cluster,
@@ -144,7 +166,7 @@ autoscaling = Autoscaling(
     on_cluster,
 )
 
-if platform.cluster_autoscaler.enabled:
+if platform.cluster_autoscaler.enabled and cluster is not None:
     ClusterAutoscaler(
         "cluster-autoscaler",
         ClusterAutoscalerArgs(
@@ -164,7 +186,7 @@ if platform.dcgm_exporter.enabled or (platform.nvidia_device_plugin.enabled
             dcgm_exporter=platform.dcgm_exporter.enabled,
             monitoring=monitoring.release if monitoring else None,
             # GPU nodes outlive the daemons that run on them.
-            depends_on=[gpu_nodes]),
+            depends_on=[gpu_nodes] if gpu_nodes else []),
         on_cluster,
     )
 
@@ -196,6 +218,34 @@ if backend == "seldon" and mesh is not None and serving is not None:
         on_cluster,
     ).release
 
+# ---- The model repository in a bucket the stack doesn't own (existing S3, MinIO).
+object_store = uploaded = None
+credentials = None
+if config.model_store_access_key_id and config.model_store_secret_access_key:
+    credentials = (config.model_store_access_key_id.get_secret_value(),
+                   config.model_store_secret_access_key.get_secret_value())
+if platform.minio.enabled:
+    object_store = ObjectStore(
+        "object-store",
+        ObjectStoreArgs(bucket=bucket.name or "", credentials=credentials,
+                        node_port=node_port_of(bucket.endpoint)),
+        on_cluster)
+    credentials = object_store.credentials
+if bucket.mode != "create" and pinned_version is None:
+    uploaded = ModelUpload(
+        "model-upload",
+        ModelUploadArgs(repository=model_repo, bucket=bucket.name or "",
+                        prefix=config.model_repository.prefix, region=config.region,
+                        endpoint=bucket.endpoint,
+                        access_key_id=credentials[0] if credentials else None,
+                        secret_access_key=credentials[1] if credentials else None,
+                        depends_on=[object_store.release] if object_store else []))
+if uploaded_to_s3 is not None:
+    uploaded = uploaded_to_s3
+storage_uri = uploaded.uploaded if uploaded else (
+    f"s3://{bucket_name}/{config.model_repository.prefix}/{pinned_version}"
+    if bucket_name else None)
+
 served = None
 if server_runtime is not None and mesh is not None and serving is not None:
     served = ModelServing(
@@ -204,32 +254,38 @@ if server_runtime is not None and mesh is not None and serving is not None:
             plans=model_plans,
             namespace=serving.model_namespace,
             region=config.region,
-            bucket=model_store.bucket_name,
-            reader_role_arn=model_store.reader_role_arn,
+            bucket=bucket_name,
+            reader_role_arn=reader_role_arn,
             ingress_domain=platform.kserve.ingress_domain,
-            ingress_address=mesh.ingress_hostname,
+            ingress_address=platform.istio.external_address or mesh.ingress_hostname,
             backend=backend,
+            s3_endpoint=(bucket.cluster_endpoint or bucket.endpoint)
+            if bucket.mode == "s3Compatible" else None,
+            s3_credentials=credentials,
             # Runtime, identity, model files and the autoscaler exist before any model; on
             # destroy the models go first.
-            depends_on=[server_runtime, model_store.reader, models,
+            depends_on=[server_runtime, *([model_store.reader] if model_store else []),
+                        *([uploaded] if uploaded else []),
                         *([autoscaling.keda] if autoscaling.keda else [])],
             monitoring=monitoring.release if monitoring else None),
         on_cluster,
     )
 
-pulumi.export("vpcId", network.vpc_id)
-pulumi.export("privateSubnetIds", network.private_subnet_ids)
-pulumi.export("publicSubnetIds", network.public_subnet_ids)
-pulumi.export("clusterName", cluster.eks.name)
-pulumi.export("clusterEndpoint", cluster.eks.endpoint)
-pulumi.export("kubeconfig", cluster.kubeconfig)
-pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
-pulumi.export("modelBucketName", model_store.bucket_name)
-pulumi.export("modelReaderRoleArn", model_store.reader_role_arn)
-pulumi.export("systemNodeGroupName", cluster.system_nodes.name_output)
-pulumi.export("modelStorageUri", models.uploaded)
-pulumi.export("modelContentHash", models.content_hash)
-pulumi.export("gpuNodeGroupNames", gpu_nodes.node_group_names)
+if network is not None and cluster is not None and gpu_nodes is not None:
+    pulumi.export("vpcId", network.vpc_id)
+    pulumi.export("privateSubnetIds", network.private_subnet_ids)
+    pulumi.export("publicSubnetIds", network.public_subnet_ids)
+    pulumi.export("clusterName", cluster.eks.name)
+    pulumi.export("clusterEndpoint", cluster.eks.endpoint)
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+    pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
+    pulumi.export("systemNodeGroupName", cluster.system_nodes.name_output)
+    pulumi.export("gpuNodeGroupNames", gpu_nodes.node_group_names)
+pulumi.export("modelBucketName", bucket_name)
+if reader_role_arn is not None:
+    pulumi.export("modelReaderRoleArn", reader_role_arn)
+pulumi.export("modelStorageUri", storage_uri)
+pulumi.export("modelContentHash", pinned_version or model_repo.content_hash)
 if monitoring is not None:
     pulumi.export("prometheusUrl", monitoring.prometheus_url)
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)

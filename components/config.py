@@ -28,13 +28,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from components import versions
 
 NAMESPACE = "mlserve"
 
-Environment = Literal["dev", "staging", "prod"]
+Environment = Literal["dev", "staging", "prod", "local"]
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)
 REQUIRED_LOG_TYPES = ("api", "audit", "authenticator")
@@ -201,7 +201,13 @@ class NetworkConfig(_Model):
 
 
 class ClusterConfig(_Model):
-    """The EKS control plane and who administers it."""
+    """The EKS control plane and who administers it, or an existing cluster to deploy onto."""
+
+    mode: Literal["eks", "existing"] = Field(
+        "eks", description="eks: create VPC and EKS; existing: deploy onto the cluster of "
+        "`kubeconfig` (an existing EKS, kind, minikube), creating no AWS resources.")
+    kubeconfig: str | None = Field(None, description="existing: path of the kubeconfig file.")
+    context: str | None = Field(None, description="existing: kubeconfig context to use.")
 
     name: str | None = Field(
         None, pattern=r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$",
@@ -248,7 +254,13 @@ class ClusterConfig(_Model):
     @model_validator(mode="after")
     def _rules(self) -> ClusterConfig:
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        if not self.admin_principal_arns:
+        if self.mode == "existing":
+            if not self.kubeconfig:
+                problems.append((("kubeconfig",), "kubeconfig: required with mode existing"))
+        elif self.kubeconfig or self.context:
+            problems.append((("kubeconfig",), "kubeconfig: kubeconfig and context only with mode "
+                                              "existing"))
+        if self.mode == "eks" and not self.admin_principal_arns:
             problems.append((("adminPrincipalArns",),
                              "adminPrincipalArns: must name at least one IAM role or user; the "
                              "identity running `pulumi up` needs cluster access"))
@@ -355,7 +367,21 @@ class GpuNodeGroupConfig(_Model):
 
 
 class ModelBucketConfig(_Model):
-    """The S3 bucket holding the Triton model repository."""
+    """The S3 bucket holding the Triton model repository: created here, an existing S3 bucket,
+    or a bucket on an S3-compatible server (MinIO)."""
+
+    mode: Literal["create", "existing", "s3Compatible"] = Field(
+        "create", description="create: a new, hardened S3 bucket; existing: an S3 bucket the "
+        "stack doesn't own; s3Compatible: an S3-compatible endpoint.")
+    name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                             description="existing/s3Compatible: the bucket name.")
+    reader_role_arn: str | None = Field(None, pattern=_IAM_PRINCIPAL_ARN,
+                                        description="existing: IAM role model pods assume (IRSA).")
+    endpoint: str | None = Field(None, pattern=r"^https?://[^/]+$",
+                                 description="s3Compatible: endpoint the stack uploads to.")
+    cluster_endpoint: str | None = Field(
+        None, pattern=r"^https?://[^/]+$",
+        description="s3Compatible: endpoint pods read from; default: endpoint.")
 
     encryption: Literal["kms", "s3"] = Field(
         "kms", description="kms: a customer-managed key with rotation and a bucket key; s3: AES256."
@@ -409,7 +435,8 @@ class ServedModelConfig(_Model):
     min_replicas: int = Field(1, ge=0, le=100, description="Replica floor; 0 only where "
                               "allowScaleToZero.")
     max_replicas: int = Field(4, ge=1, le=100, description="Replica ceiling.")
-    gpus: int = Field(1, ge=1, le=8, description="GPUs per replica.")
+    gpus: int = Field(1, ge=0, le=8, description="GPUs per replica; 0 serves on CPU with the "
+                      "model's configs/cpu.pbtxt.")
     cpu: str = Field("2", pattern=_QUANTITY, description="CPU request (and limit) per replica.")
     memory: str = Field("8Gi", pattern=_QUANTITY, description="Memory request and limit.")
     autoscaler: Literal["keda", "hpa"] = Field(
@@ -510,6 +537,14 @@ class IstioConfig(PartConfig):
         description="CIDRs allowed to reach the ingress NLB; empty = anywhere.",
     )
     gateway_min_replicas: int = Field(1, ge=1, le=20, description="Ingress gateway pods (floor).")
+    gateway_service_type: Literal["LoadBalancer", "NodePort"] = Field(
+        "LoadBalancer", description="LoadBalancer (an NLB on EKS) or NodePort (kind, minikube).")
+    gateway_node_port: int | None = Field(None, ge=30000, le=32767,
+                                          description="NodePort of the gateway's HTTP port.")
+    external_address: str | None = Field(
+        None, pattern=r"^[\w.-]+(:\d+)?$",
+        description="host[:port] clients use, for the stack outputs; default: the load "
+        "balancer's address.")
 
 
 class KServeConfig(PartConfig):
@@ -526,6 +561,8 @@ class MonitoringConfig(PartConfig):
     prometheus_storage_gib: int = Field(50, ge=10, le=16384,
                                         description="Prometheus volume (gp3).")
     alertmanager: bool = Field(True, description="Run Alertmanager.")
+    storage_class: str | None = Field(None, description="Prometheus volume's StorageClass; "
+                                      "default: gp3 on EKS, the cluster's default otherwise.")
 
 
 class ClusterAutoscalerConfig(PartConfig):
@@ -571,14 +608,15 @@ class PlatformConfig(_Model):
     cluster_autoscaler: ClusterAutoscalerConfig = Field(
         default_factory=ClusterAutoscalerConfig, description="cluster-autoscaler."
     )
+    minio: PartConfig = Field(default_factory=lambda: PartConfig.model_validate({"enabled": False}),
+                              description="A MinIO server in the cluster as the S3-compatible "
+                              "model store (local stacks).")
 
     @model_validator(mode="after")
     def _requirements(self) -> PlatformConfig:
         needs = (
             ("kserve", "certManager", self.kserve.enabled and not self.cert_manager.enabled),
             ("kserve", "istio", self.kserve.enabled and not self.istio.enabled),
-            ("istio", "loadBalancerController",
-             self.istio.enabled and not self.load_balancer_controller.enabled),
             ("dcgmExporter", "monitoring",
              self.dcgm_exporter.enabled and not self.monitoring.enabled),
         )
@@ -593,7 +631,8 @@ class PlatformConfig(_Model):
 class StackConfig(_Model):
     """The whole `mlserve:` namespace of a stack."""
 
-    environment: Environment = Field(description="dev, staging or prod; prod adds strict rules.")
+    environment: Environment = Field(description="dev, staging, prod or local; prod adds strict "
+                                     "rules.")
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region.")
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)],
                Annotated[str, Field(max_length=256)]] = Field(
@@ -605,7 +644,8 @@ class StackConfig(_Model):
         default_factory=SystemNodeGroupConfig, description="Nodes for controllers."
     )
     gpu_node_groups: list[GpuNodeGroupConfig] = Field(
-        min_length=1, description="GPU node groups for model servers."
+        default_factory=list, description="GPU node groups for model servers (at least one with "
+        "cluster.mode eks)."
     )
     model_bucket: ModelBucketConfig = Field(
         default_factory=ModelBucketConfig, description="Model repository bucket."
@@ -621,6 +661,12 @@ class StackConfig(_Model):
     grafana_admin_password: SecretStr | None = Field(
         None, description="Grafana admin password; set with `--secret`. Default: generated.",
     )
+    model_store_access_key_id: SecretStr | None = Field(
+        None, description="s3Compatible: access key (`--secret`); default with platform.minio: "
+        "generated.")
+    model_store_secret_access_key: SecretStr | None = Field(
+        None, description="s3Compatible: secret key (`--secret`); default with platform.minio: "
+        "generated.")
 
     @field_validator("tags")
     @classmethod
@@ -638,6 +684,7 @@ class StackConfig(_Model):
             if name in names[:index]:
                 problems.append((("gpuNodeGroups", index, "name"),
                                  f"gpuNodeGroups[{index}].name: must be unique, got {name!r} twice"))
+        problems += self._placement_problems()
         pools = {g.name: g for g in self.gpu_node_groups}
         serving = self.model_serving
         for name, model in (serving.models if serving.backend != "none" else {}).items():
@@ -646,7 +693,13 @@ class StackConfig(_Model):
             if model.gpu_pool is not None and model.gpu_pool not in pools:
                 problems.append(((*where, "gpuPool"), f"{key}.gpuPool: must name one of "
                                  f"gpuNodeGroups {sorted(pools)}, got {model.gpu_pool!r}"))
-            pool = pools.get(model.gpu_pool or self.gpu_node_groups[0].name)
+            if model.gpus == 0 and model.gpu_pool is not None:
+                problems.append(((*where, "gpuPool"), f"{key}.gpuPool: not with gpus 0 (CPU)"))
+            if model.gpus > 0 and not pools:
+                problems.append(((*where, "gpus"), f"{key}.gpus: no gpuNodeGroups to run on; "
+                                 "set gpus 0 to serve on CPU"))
+            default_pool = self.gpu_node_groups[0].name if pools else None
+            pool = pools.get(model.gpu_pool or default_pool)
             if pool is not None and model.gpus > pool.gpus_per_node:
                 problems.append(((*where, "gpus"), f"{key}.gpus: pool {pool.name!r} nodes have "
                                  f"{pool.gpus_per_node} GPU(s), got {model.gpus}"))
@@ -695,6 +748,52 @@ class StackConfig(_Model):
         if problems:
             raise ConfigRuleError(problems)
         return self
+
+    def _placement_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Rules tying the cluster mode, the model store and the AWS-only platform parts."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        eks = self.cluster.mode == "eks"
+        bucket = self.model_bucket
+        if eks and not self.gpu_node_groups:
+            problems.append((("gpuNodeGroups",), "gpuNodeGroups: must have at least 1 item(s) "
+                             "with cluster.mode eks"))
+        istio = self.platform.istio
+        if (eks and istio.enabled and istio.gateway_service_type == "LoadBalancer"
+                and not self.platform.load_balancer_controller.enabled):
+            # The gateway's NLB comes from the controller.
+            problems.append((("platform", "istio", "enabled"), "platform.istio.enabled: needs "
+                             "loadBalancerController.enabled, which is false"))
+        if not eks:
+            for part in ("loadBalancerController", "clusterAutoscaler"):
+                if getattr(self.platform, to_snake(part)).enabled:
+                    problems.append((("platform", part, "enabled"),
+                                     f"platform.{part}.enabled: needs cluster.mode eks"))
+            if bucket.mode == "create":
+                problems.append((("modelBucket", "mode"), "modelBucket.mode: create needs "
+                                 "cluster.mode eks; use existing or s3Compatible"))
+        if bucket.mode != "create" and not bucket.name:
+            problems.append((("modelBucket", "name"), f"modelBucket.name: required with mode "
+                             f"{bucket.mode}"))
+        if bucket.mode == "existing" and not bucket.reader_role_arn:
+            problems.append((("modelBucket", "readerRoleArn"), "modelBucket.readerRoleArn: "
+                             "required with mode existing (IRSA for the model pods)"))
+        if bucket.mode == "s3Compatible":
+            if not bucket.endpoint:
+                problems.append((("modelBucket", "endpoint"), "modelBucket.endpoint: required "
+                                 "with mode s3Compatible"))
+            keys = self.model_store_access_key_id and self.model_store_secret_access_key
+            if not keys and not self.platform.minio.enabled:
+                problems.append((("modelStoreAccessKeyId",), "modelStoreAccessKeyId: "
+                                 "s3Compatible needs modelStoreAccessKeyId and "
+                                 "modelStoreSecretAccessKey (or platform.minio)"))
+        if self.platform.minio.enabled and bucket.mode != "s3Compatible":
+            problems.append((("platform", "minio", "enabled"), "platform.minio.enabled: needs "
+                             "modelBucket.mode s3Compatible"))
+        if self.platform.istio.gateway_node_port and \
+                self.platform.istio.gateway_service_type != "NodePort":
+            problems.append((("platform", "istio", "gatewayNodePort"),
+                             "platform.istio.gatewayNodePort: needs gatewayServiceType NodePort"))
+        return problems
 
     def cluster_name(self, stack: str) -> str:
         return self.cluster.name or f"mlserve-{stack}"
@@ -773,7 +872,7 @@ def _describe(error: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str
     return [(loc, messages.get(kind, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"))]
 
 
-SECRET_KEYS = ("grafanaAdminPassword",)
+SECRET_KEYS = ("grafanaAdminPassword", "modelStoreAccessKeyId", "modelStoreSecretAccessKey")
 
 
 def parse(raw: Mapping[str, Any], secret_keys: Sequence[str] = ()) -> StackConfig:

@@ -68,7 +68,8 @@ class ModelPlan:
     """s3://bucket/prefix, without the hash."""
     version: str
     config: ServedModelConfig
-    gpu_pool: str
+    gpu_pool: str | None
+    """None: the model runs on CPU (gpus 0) with its configs/cpu.pbtxt."""
     canary_version: str | None = None
     example_request: dict[str, Any] = field(default_factory=dict)
     """A small valid V2 request body for this model (for the curl in the stack outputs)."""
@@ -91,6 +92,8 @@ class ModelPlan:
 
 
 def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
+    gpus = {"nvidia.com/gpu": str(plan.config.gpus)} if plan.gpu_pool else {}
+    cpu_config = [] if plan.gpu_pool else ["--model-config-name=cpu"]
     return {
         "modelFormat": {"name": "triton"},
         "protocolVersion": "v2",
@@ -98,7 +101,8 @@ def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
         "runtimeVersion": plan.triton_image_tag,
         "storageUri": plan.storage_uri(bucket, version),
         # The repository holds every model: this server loads only its own.
-        "args": ["--model-control-mode=explicit", f"--load-model={plan.name}", *METRICS_ARGS],
+        "args": ["--model-control-mode=explicit", f"--load-model={plan.name}", *METRICS_ARGS,
+                 *cpu_config],
         # The runtime declares no ports, and KServe builds the predictor Service from the first
         # one: HTTP first, then the metrics port so the PodMonitor can scrape it.
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -106,19 +110,18 @@ def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
         "readinessProbe": {"httpGet": {"path": READY_PATH, "port": HTTP_PORT},
                            "periodSeconds": 5, "failureThreshold": 3},
         "resources": {
-            "requests": {"cpu": plan.config.cpu, "memory": plan.config.memory,
-                         "nvidia.com/gpu": str(plan.config.gpus)},
-            "limits": {"cpu": plan.config.cpu, "memory": plan.config.memory,
-                       "nvidia.com/gpu": str(plan.config.gpus)},
+            "requests": {"cpu": plan.config.cpu, "memory": plan.config.memory, **gpus},
+            "limits": {"cpu": plan.config.cpu, "memory": plan.config.memory, **gpus},
         },
     }
 
 
 def _placement(plan: ModelPlan) -> dict[str, Any]:
+    gpu = {"nodeSelector": {GPU_PRESENT_LABEL: "true", POOL_LABEL: plan.gpu_pool},
+           "tolerations": [GPU_TOLERATION]} if plan.gpu_pool else {}
     return {
         "serviceAccountName": plan.service_account,
-        "nodeSelector": {GPU_PRESENT_LABEL: "true", POOL_LABEL: plan.gpu_pool},
-        "tolerations": [GPU_TOLERATION],
+        **gpu,
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
     }
 

@@ -46,23 +46,37 @@ def istiod_values(high_availability: bool) -> dict[str, Any]:
     }
 
 
+def gateway_service(*, scheme: str, source_ranges: Sequence[str], service_type: str,
+                    node_port: int | None, aws_load_balancer: bool) -> dict[str, Any]:
+    if service_type == "NodePort":
+        ports = [{"name": "status-port", "port": 15021, "protocol": "TCP", "targetPort": 15021},
+                 {"name": "http2", "port": 80, "protocol": "TCP", "targetPort": 80,
+                  **({"nodePort": node_port} if node_port else {})}]
+        return {"type": "NodePort", "ports": ports}
+    service: dict[str, Any] = {"type": "LoadBalancer",
+                               "loadBalancerSourceRanges": list(source_ranges)}
+    if aws_load_balancer:
+        service["annotations"] = {
+            # An NLB from the AWS Load Balancer Controller, targeting pod IPs directly.
+            "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+            "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+            "service.beta.kubernetes.io/aws-load-balancer-scheme": scheme,
+            "service.beta.kubernetes.io/aws-load-balancer-healthcheck-port": "15021",
+            "service.beta.kubernetes.io/aws-load-balancer-healthcheck-path": "/healthz/ready",
+            "service.beta.kubernetes.io/aws-load-balancer-healthcheck-protocol": "http",
+        }
+    return service
+
+
 def gateway_values(*, scheme: str, source_ranges: Sequence[str], min_replicas: int,
-                   high_availability: bool) -> dict[str, Any]:
+                   high_availability: bool, service_type: str = "LoadBalancer",
+                   node_port: int | None = None, aws_load_balancer: bool = True,
+                   ) -> dict[str, Any]:
     floor = max(min_replicas, 2 if high_availability else 1)
     return {
-        "service": {
-            "type": "LoadBalancer",
-            "annotations": {
-                # An NLB from the AWS Load Balancer Controller, targeting pod IPs directly.
-                "service.beta.kubernetes.io/aws-load-balancer-type": "external",
-                "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
-                "service.beta.kubernetes.io/aws-load-balancer-scheme": scheme,
-                "service.beta.kubernetes.io/aws-load-balancer-healthcheck-port": "15021",
-                "service.beta.kubernetes.io/aws-load-balancer-healthcheck-path": "/healthz/ready",
-                "service.beta.kubernetes.io/aws-load-balancer-healthcheck-protocol": "http",
-            },
-            "loadBalancerSourceRanges": list(source_ranges),
-        },
+        "service": gateway_service(scheme=scheme, source_ranges=source_ranges,
+                                   service_type=service_type, node_port=node_port,
+                                   aws_load_balancer=aws_load_balancer),
         "autoscaling": {"enabled": True, "minReplicas": floor, "maxReplicas": max(floor, 5)},
         "podDisruptionBudget": {"minAvailable": 1} if floor > 1 else {},
         "nodeSelector": SYSTEM_NODE_SELECTOR,
@@ -76,6 +90,8 @@ class MeshArgs:
     gateway_scheme: str = "internet-facing"
     gateway_source_ranges: Sequence[str] = ()
     gateway_min_replicas: int = 1
+    gateway_service_type: str = "LoadBalancer"
+    gateway_node_port: int | None = None
     load_balancer_controller: pulumi.Resource | None = None
     """The gateway's NLB is created and deleted by this controller, so the gateway depends on it:
     on destroy the NLB goes while the controller still runs, before subnets and the VPC."""
@@ -103,7 +119,10 @@ class Mesh(pulumi.ComponentResource):
             values=gateway_values(scheme=args.gateway_scheme,
                                   source_ranges=args.gateway_source_ranges,
                                   min_replicas=args.gateway_min_replicas,
-                                  high_availability=args.high_availability),
+                                  high_availability=args.high_availability,
+                                  service_type=args.gateway_service_type,
+                                  node_port=args.gateway_node_port,
+                                  aws_load_balancer=args.load_balancer_controller is not None),
             depends_on=[self.istiod, *([args.load_balancer_controller]
                                        if args.load_balancer_controller else [])],
         )

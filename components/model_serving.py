@@ -81,7 +81,13 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
                           "autoscaler": "keda" if keda else "hpa"})
                       for name in repository.models}
     plans = []
+    default_pool = config.gpu_node_groups[0].name if config.gpu_node_groups else None
     for name, model in sorted(configured.items()):
+        on_cpu = model.gpus == 0 or default_pool is None
+        if on_cpu and "cpu" not in repository.models[name].custom_configs:
+            raise ConfigError([f"mlserve:modelServing.models.{name}.gpus: serving on CPU needs "
+                               f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
+                               "(selected with --model-config-name=cpu)"])
         version = model.version or config.model_repository.version or repository.content_hash
         canary = None
         if model.canary is not None:
@@ -93,7 +99,7 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
         plans.append(ModelPlan(
             name=name, namespace=serving.namespace, service_account=serving.service_account,
             storage_prefix=config.model_repository.prefix, version=version, config=model,
-            gpu_pool=model.gpu_pool or config.gpu_node_groups[0].name, canary_version=canary,
+            gpu_pool=None if on_cpu else (model.gpu_pool or default_pool), canary_version=canary,
             example_request=example_request(repository.models[name]), backend=serving.backend,
             triton_image_tag=config.platform.kserve.triton_image_tag,
             ingress_host=model_host(name, serving.namespace, config.platform.kserve.ingress_domain),
@@ -112,14 +118,25 @@ def gateway_pod_monitor() -> dict[str, Any]:
     }
 
 
-def s3_annotations(region: str, role_arn: str) -> dict[str, str]:
-    """IRSA for the pods, and where KServe's storage-initializer finds the bucket: no keys."""
+def s3_annotations(region: str, role_arn: str | None,
+                   endpoint: str | None = None) -> dict[str, str]:
+    """Where KServe's storage-initializer finds the bucket: S3 with the pods' IRSA role (no
+    keys), or an S3-compatible endpoint whose keys are in the account's Secret."""
+    if endpoint is None:
+        return {
+            "eks.amazonaws.com/role-arn": role_arn or "",
+            "serving.kserve.io/s3-region": region,
+            "serving.kserve.io/s3-endpoint": f"s3.{region}.amazonaws.com",
+            "serving.kserve.io/s3-usehttps": "1",
+            "serving.kserve.io/s3-verifyssl": "1",
+            "serving.kserve.io/s3-useanoncredential": "false",
+        }
+    https = endpoint.startswith("https://")
     return {
-        "eks.amazonaws.com/role-arn": role_arn,
         "serving.kserve.io/s3-region": region,
-        "serving.kserve.io/s3-endpoint": f"s3.{region}.amazonaws.com",
-        "serving.kserve.io/s3-usehttps": "1",
-        "serving.kserve.io/s3-verifyssl": "1",
+        "serving.kserve.io/s3-endpoint": endpoint.split("://", 1)[1],
+        "serving.kserve.io/s3-usehttps": "1" if https else "0",
+        "serving.kserve.io/s3-verifyssl": "1" if https else "0",
         "serving.kserve.io/s3-useanoncredential": "false",
     }
 
@@ -157,10 +174,13 @@ class ModelServingArgs:
     namespace: pulumi.Input[str]
     region: str
     bucket: pulumi.Input[str]
-    reader_role_arn: pulumi.Input[str]
+    reader_role_arn: pulumi.Input[str] | None
     ingress_domain: str
     ingress_address: pulumi.Input[str]
     backend: str = "kserve"
+    s3_endpoint: str | None = None
+    """An S3-compatible endpoint as pods reach it; None for S3 with IRSA."""
+    s3_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     monitoring: pulumi.Resource | None = None
 
@@ -172,15 +192,28 @@ class ModelServing(pulumi.ComponentResource):
         if not args.plans:
             raise ValueError("nothing to serve")
         first = args.plans[0]
+        credentials = None
+        if args.s3_credentials is not None:
+            # KServe reads S3 keys from the secrets its service account lists.
+            credentials = k8s.core.v1.Secret(
+                f"{name}-s3-credentials",
+                metadata={"name": "model-store-credentials", "namespace": args.namespace},
+                type="Opaque",
+                string_data={"AWS_ACCESS_KEY_ID": pulumi.Output.secret(args.s3_credentials[0]),
+                             "AWS_SECRET_ACCESS_KEY":
+                                 pulumi.Output.secret(args.s3_credentials[1])},
+                opts=pulumi.ResourceOptions(parent=self))
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata={"name": first.service_account, "namespace": args.namespace,
                       "annotations": pulumi.Output.from_input(args.reader_role_arn).apply(
-                          lambda arn: s3_annotations(args.region, arn))},
+                          lambda arn: s3_annotations(args.region, arn, args.s3_endpoint))},
+            secrets=[{"name": "model-store-credentials"}] if credentials is not None else None,
             # Triton needs no Kubernetes API access; IRSA and Istio use their own projected
             # tokens.
             automount_service_account_token=False,
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self,
+                                        depends_on=[credentials] if credentials else []))
         policy = network_policy(first.namespace, args.backend)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata={**policy["metadata"], "namespace": args.namespace},

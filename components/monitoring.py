@@ -46,7 +46,8 @@ def monitoring_values(*, config: MonitoringConfig, storage_class: str,
                 "replicas": replicas,
                 "resources": resources("200m", "1Gi", cpu_limit="2", memory_limit="4Gi"),
                 "storageSpec": {"volumeClaimTemplate": {"spec": {
-                    "storageClassName": storage_class,
+                    # Empty: the cluster's default StorageClass.
+                    **({"storageClassName": storage_class} if storage_class else {}),
                     "accessModes": ["ReadWriteOnce"],
                     "resources": {"requests": {"storage": f"{config.prometheus_storage_gib}Gi"}},
                 }}},

@@ -64,6 +64,7 @@ def rclone_env(region: str) -> dict[str, str]:
 
 def seldon_deployment(plan: ModelPlan, bucket: str) -> dict[str, Any]:
     config = plan.config
+    gpus = {"nvidia.com/gpu": str(config.gpus)} if plan.gpu_pool else {}
     if config.autoscaler == "keda":
         scaling: dict[str, Any] = {"kedaSpec": {
             "pollingInterval": config.polling_seconds,
@@ -100,18 +101,16 @@ def seldon_deployment(plan: ModelPlan, bucket: str) -> dict[str, Any]:
                 },
                 "componentSpecs": [{
                     "spec": {
-                        "nodeSelector": {GPU_PRESENT_LABEL: "true", POOL_LABEL: plan.gpu_pool},
-                        "tolerations": [GPU_TOLERATION],
+                        **({"nodeSelector": {GPU_PRESENT_LABEL: "true", POOL_LABEL: plan.gpu_pool},
+                            "tolerations": [GPU_TOLERATION]} if plan.gpu_pool else {}),
                         "securityContext": {"fsGroup": INITIALIZER_UID},
                         # Same name as the graph node: the operator keeps these fields.
                         "containers": [{
                             "name": plan.name,
                             "image": f"{TRITON_IMAGE}:{plan.triton_image_tag}",
                             "resources": {
-                                "requests": {"cpu": config.cpu, "memory": config.memory,
-                                             "nvidia.com/gpu": str(config.gpus)},
-                                "limits": {"cpu": config.cpu, "memory": config.memory,
-                                           "nvidia.com/gpu": str(config.gpus)},
+                                "requests": {"cpu": config.cpu, "memory": config.memory, **gpus},
+                                "limits": {"cpu": config.cpu, "memory": config.memory, **gpus},
                             },
                         }],
                     },

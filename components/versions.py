@@ -88,6 +88,8 @@ CHARTS: dict[str, Chart] = {
                             "https://kubernetes-sigs.github.io/metrics-server/"),
     "cluster-autoscaler": Chart("cluster-autoscaler", "9.59.0",
                                 "https://kubernetes.github.io/autoscaler"),
+    # The local stack's S3-compatible model store.
+    "minio": Chart("minio", "5.4.0", "https://charts.min.io/"),
     # Opt-in backend. 1.17.1 is the last Apache-2.0 release; 1.18.0 and later are under the
     # Business Source License 1.1 (config must accept it explicitly to use them).
     "seldon-core-operator": Chart("seldon-core-operator", "1.17.1",

@@ -406,14 +406,17 @@ def model_storage_content_addressed(args: Any, report: Report) -> None:
             report(f"{args.name}: storageUri {uri!r} is not a content-addressed version")
 
 
-@resource_rule("no-aws-keys-in-secrets", "kubernetes:core/v1:Secret")
+@stack_rule("no-aws-keys-in-secrets")
 def no_aws_keys_in_secrets(args: Any, report: Report) -> None:
-    """No Kubernetes Secret holds AWS keys: pods use IRSA."""
-    keys = set(args.props.get("data") or {}) | set(args.props.get("stringData") or {})
-    found = sorted(k for k in keys if k.upper() in AWS_KEY_NAMES
-                   or k.upper().endswith(("ACCESS_KEY_ID", "SECRET_ACCESS_KEY")))
-    if found:
-        report(f"Secret {args.name} holds AWS credentials {found}")
+    """No Kubernetes Secret holds AWS keys in a stack on AWS: pods use IRSA (S3-compatible stores off AWS excepted)."""
+    if not _of(args.resources, "pulumi:providers:aws"):
+        return  # e.g. MinIO's keys on a local cluster: nothing on AWS to protect
+    for secret in _of(args.resources, "kubernetes:core/v1:Secret"):
+        keys = set(_dict(secret.props.get("data"))) | set(_dict(secret.props.get("stringData")))
+        found = sorted(k for k in keys if k.upper() in AWS_KEY_NAMES
+                       or k.upper().endswith(("ACCESS_KEY_ID", "SECRET_ACCESS_KEY")))
+        if found:
+            report(f"Secret {secret.name} holds AWS credentials {found}")
 
 
 @stack_rule("prod-model-availability")

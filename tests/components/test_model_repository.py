@@ -35,6 +35,7 @@ def test_every_file_uploaded_under_the_content_hash(graph):
     digest = repository.load(ROOT_DIR / "model_repo").content_hash
     assert keys(graph) == [f"models/{digest}/cifar10/1/model.pt",
                            f"models/{digest}/cifar10/config.pbtxt",
+                           f"models/{digest}/cifar10/configs/cpu.pbtxt",
                            f"models/{digest}/cifar10/labels.txt",
                            f"models/manifests/{digest}.json"]
     bucket = graph.exports["modelBucketName"]

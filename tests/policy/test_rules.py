@@ -69,6 +69,12 @@ def test_every_shipped_stack_passes_the_whole_pack(stack, request):
     assert violations(views(request.getfixturevalue(stack))) == []
 
 
+def test_the_local_stack_passes_too():
+    graph = evaluate("local")
+    assert graph.error is None
+    assert violations(views(graph)) == []
+
+
 def test_the_seldon_variant_passes_too():
     graph = evaluate("dev", config=set_path(stack_config("dev"), "modelServing.backend", "seldon"))
     assert violations(views(graph)) == []
@@ -212,10 +218,11 @@ FIXTURES: dict[str, tuple[list[View], list[View]]] = {
     "model-gpu-toleration": ([isvc(tolerations=[])], [isvc()]),
     "model-non-root": ([isvc(securityContext={})], [isvc()]),
     "model-storage-content-addressed": ([model(storageUri="s3://b/models/latest")], [model()]),
-    "no-aws-keys-in-secrets": ([View("kubernetes:core/v1:Secret",
-                                     {"stringData": {"AWS_SECRET_ACCESS_KEY": "x"}})],
-                               [View("kubernetes:core/v1:Secret",
-                                     {"stringData": {"RCLONE_CONFIG_S3_ENV_AUTH": "true"}})]),
+    "no-aws-keys-in-secrets": ([PROD_PROVIDER, View("kubernetes:core/v1:Secret",
+                                                    {"stringData": {"AWS_SECRET_ACCESS_KEY": "x"}})],
+                               [PROD_PROVIDER, View("kubernetes:core/v1:Secret",
+                                                    {"stringData": {"RCLONE_CONFIG_S3_ENV_AUTH":
+                                                                    "true"}})]),
     "prod-model-availability": ([PROD_PROVIDER, isvc(minReplicas=1)], [PROD_PROVIDER, isvc(), PDB]),
 }
 

@@ -97,7 +97,7 @@ def test_rerun_is_idempotent(s3, published, stacks, capsys):
     promotion.promote(args(stacks, url, version=version))
     before = (stacks / "Pulumi.staging.yaml").read_text()
     promotion.promote(args(stacks, url, version=version))
-    assert "0 object(s) copied, 3 already in" in capsys.readouterr().out
+    assert "0 object(s) copied, 4 already in" in capsys.readouterr().out
     assert (stacks / "Pulumi.staging.yaml").read_text() == before
 
 

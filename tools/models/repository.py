@@ -18,6 +18,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 SKIPPED_AT_ROOT = ("README.md",)
 CONFIG_FILE = "config.pbtxt"
+CUSTOM_CONFIGS = "configs"
 # Default model file per platform/backend (Triton's defaults).
 DEFAULT_MODEL_FILE = {
     "pytorch_libtorch": "model.pt",
@@ -48,6 +49,8 @@ class Model:
     path: Path
     config: mc.ModelConfig
     versions: tuple[int, ...]
+    custom_configs: tuple[str, ...] = ()
+    """Names of configs/<name>.pbtxt, chosen with tritonserver --model-config-name=<name>."""
 
     @property
     def kind(self) -> str:
@@ -179,12 +182,8 @@ def _check_batching(config: mc.ModelConfig, file: str) -> list[str]:
     return problems
 
 
-def _check_model(path: Path, root: Path) -> tuple[Model | None, list[str]]:
-    where = _where(path, root)
-    file = f"{where}/{CONFIG_FILE}"
-    config, problems = _parse_config(path / CONFIG_FILE, where)
-    if config is None:
-        return None, problems
+def _check_config(config: mc.ModelConfig, path: Path, file: str) -> list[str]:
+    problems = []
     if config.name and config.name != path.name:
         problems.append(f"{file}: name: must match the folder name {path.name!r}, "
                         f"got {config.name!r}")
@@ -199,18 +198,46 @@ def _check_model(path: Path, root: Path) -> tuple[Model | None, list[str]]:
     for index, output in enumerate(config.output):
         if output.label_filename and not (path / output.label_filename).is_file():
             problems.append(f"{file}: output[{index}].label_filename: {output.label_filename} "
-                            f"is not in {where}/")
+                            f"is not in the model's folder {path.name}/")
+    return problems
+
+
+def _check_model(path: Path, root: Path) -> tuple[Model | None, list[str]]:
+    where = _where(path, root)
+    config, problems = _parse_config(path / CONFIG_FILE, where)
+    if config is None:
+        return None, problems
+    file = f"{where}/{CONFIG_FILE}"
+    problems += _check_config(config, path, file)
+    kind = config.platform or config.backend
+
+    custom = []
+    for entry in sorted((path / CUSTOM_CONFIGS).glob("*")) if (path / CUSTOM_CONFIGS).is_dir() \
+            else []:
+        custom_file = f"{where}/{CUSTOM_CONFIGS}/{entry.name}"
+        if entry.suffix != ".pbtxt":
+            problems.append(f"{custom_file}: only <name>.pbtxt files belong in {CUSTOM_CONFIGS}/")
+            continue
+        alternative = mc.ModelConfig()
+        try:
+            text_format.Parse(entry.read_text(), alternative)
+        except text_format.ParseError as exc:
+            problems.append(f"{custom_file}: {exc}")
+            continue
+        problems += _check_config(alternative, path, custom_file)
+        custom.append(entry.stem)
 
     versions = []
     for entry in sorted(path.iterdir()):
-        if entry.is_dir():
+        if entry.is_dir() and entry.name != CUSTOM_CONFIGS:
             if not entry.name.isdigit():
                 problems.append(f"{where}/{entry.name}: version folders must be numbers")
                 continue
             versions.append(int(entry.name))
     if not versions:
         problems.append(f"{where}: no version folder (e.g. {where}/1/)")
-    model = Model(name=path.name, path=path, config=config, versions=tuple(sorted(versions)))
+    model = Model(name=path.name, path=path, config=config, versions=tuple(sorted(versions)),
+                  custom_configs=tuple(custom))
     if model.model_file:
         for version in model.versions:
             if not (path / str(version) / model.model_file).exists():

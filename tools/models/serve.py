@@ -28,7 +28,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tools.models.repository import CONFIG_FILE, Repository
+from tools.models.repository import CONFIG_FILE, CUSTOM_CONFIGS, Repository
 from tools.models.triton import METRICS_ARGS
 
 TWIN_MODEL = Path(__file__).parent / "twin_model.py"
@@ -97,6 +97,15 @@ def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path, *,
     for entry in model_dir.iterdir():
         if entry.is_file() and entry.name != CONFIG_FILE:
             shutil.copy2(entry, target / entry.name)  # labels
+    for custom in sorted((model_dir / CUSTOM_CONFIGS).glob("*.pbtxt")):
+        # Alternative configs (tritonserver --model-config-name) get their twins too.
+        alternative = mc.ModelConfig()
+        text_format.Parse(custom.read_text(), alternative)
+        twin_alternative = twin_config(alternative, instances=instances)
+        twin_alternative.name = name
+        (target / CUSTOM_CONFIGS).mkdir(exist_ok=True)
+        (target / CUSTOM_CONFIGS / custom.name).write_text(
+            text_format.MessageToString(twin_alternative))
     model_file = config.default_model_filename or "model.pt"
     for version in (v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit()):
         (target / version.name).mkdir(exist_ok=True)
@@ -120,6 +129,7 @@ class TritonServer:
     grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     env: Mapping[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
     log_path: Path | None = None
     _process: subprocess.Popen | None = None
     _workdir: tempfile.TemporaryDirectory | None = None
@@ -146,6 +156,7 @@ class TritonServer:
             "--allow-gpu-metrics=false", "--allow-cpu-metrics=true",
             "--strict-readiness=true", "--exit-on-error=true",
             *METRICS_ARGS,
+            *self.extra_args,
         ]
 
     def start(self, timeout: float = 60.0) -> TritonServer:

@@ -38,7 +38,9 @@ def problems(repo: Path) -> list[str]:
 def test_shipped_repository_is_valid():
     repo = repository.load(SHIPPED)
     assert set(repo.models) == {"cifar10"}
-    assert repo.files == ("cifar10/1/model.pt", "cifar10/config.pbtxt", "cifar10/labels.txt")
+    assert repo.files == ("cifar10/1/model.pt", "cifar10/config.pbtxt",
+                          "cifar10/configs/cpu.pbtxt", "cifar10/labels.txt")
+    assert repo.models["cifar10"].custom_configs == ("cpu",)
     model = repo.models["cifar10"]
     assert model.config.platform == "pytorch_libtorch"
     assert model.config.max_batch_size > 0
@@ -63,6 +65,10 @@ BROKEN = [
      "model_repo/cifar10/config.pbtxt: output[0].label_filename: labels.txt is not in"),
     (lambda r: edit_config(r, 'name: "cifar10"', 'name: "cifar100"'),
      "model_repo/cifar10/config.pbtxt: name: must match the folder name 'cifar10'"),
+    (lambda r: (r / "cifar10" / "configs" / "cpu.pbtxt").write_text("max_batch_size: -1"),
+     "model_repo/cifar10/configs/cpu.pbtxt: "),
+    (lambda r: (r / "cifar10" / "configs" / "notes.txt").write_text("x"),
+     "model_repo/cifar10/configs/notes.txt: only <name>.pbtxt files belong in configs/"),
     (lambda r: edit_config(r, "max_batch_size: 64", "max_batch_sise: 64"),
      "model_repo/cifar10/config.pbtxt: "),
     (lambda r: edit_config(r, 'platform: "pytorch_libtorch"', 'platform: "pytorch"'),
@@ -112,7 +118,8 @@ def test_hash_is_content_addressed(repo):
 def test_renaming_a_file_changes_the_hash(repo):
     first = repository.load(repo).content_hash
     (repo / "cifar10" / "labels.txt").rename(repo / "cifar10" / "classes.txt")
-    edit_config(repo, 'label_filename: "labels.txt"', 'label_filename: "classes.txt"')
+    for config in (repo / "cifar10" / "config.pbtxt", repo / "cifar10" / "configs" / "cpu.pbtxt"):
+        config.write_text(config.read_text().replace('"labels.txt"', '"classes.txt"'))
     assert repository.load(repo).content_hash != first
 
 

@@ -233,3 +233,17 @@ def test_make_serve_cli_prints_the_endpoint_and_stops_on_ctrl_c():
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+
+
+def test_model_config_name_selects_the_cpu_config(tmp_path):
+    """What the local stack relies on: tritonserver --model-config-name=cpu picks
+    <model>/configs/cpu.pbtxt over config.pbtxt."""
+    twins = write_twins(repository.load(SHIPPED), tmp_path / "repo")
+    cpu = twins / MODEL / "configs" / "cpu.pbtxt"
+    assert cpu.is_file()
+    cpu.write_text(cpu.read_text().replace("max_queue_delay_microseconds: 250",
+                                           "max_queue_delay_microseconds: 777"))
+    with TritonServer(str(twins), extra_args=("--model-config-name=cpu",)) as server:
+        config = json.load(urllib.request.urlopen(f"{server.url}/v2/models/{MODEL}/config",
+                                                  timeout=10))
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 777

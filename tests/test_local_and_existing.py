@@ -1,0 +1,221 @@
+"""Stacks on a cluster the stack doesn't create: the local (kind + MinIO) stack and an existing
+EKS cluster with an existing bucket. No AWS resources at all; the same serving objects."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.harness import evaluate, set_path, stack_config
+from tests.kserve_schema import validate_inference_service
+from tests.kube_schemas import is_core, is_kserve, manifests, validate_core, validate_custom
+
+SERVING_KINDS = {"InferenceService", "VirtualService", "Gateway", "PodMonitor", "PrometheusRule",
+                 "NetworkPolicy", "ServiceAccount", "PeerAuthentication"}
+ROLE = "arn:aws:iam::111122223333:role/model-reader"
+
+
+@pytest.fixture(scope="module")
+def local():
+    graph = evaluate("local")
+    assert graph.error is None, graph.error
+    return graph
+
+
+@pytest.fixture(scope="module")
+def existing_eks():
+    config = stack_config("dev")
+    config = set_path(config, "cluster.mode", "existing")
+    config = set_path(config, "cluster.kubeconfig", "~/.kube/eks-prod")
+    config = set_path(config, "cluster.adminPrincipalArns", [])
+    config = set_path(config, "platform.loadBalancerController.enabled", False)
+    config = set_path(config, "platform.clusterAutoscaler.enabled", False)
+    config = set_path(config, "platform.istio.gatewayServiceType", "LoadBalancer")
+    config = set_path(config, "modelBucket", {"mode": "existing", "name": "team-models",
+                                              "readerRoleArn": ROLE})
+    graph = evaluate("dev", config=config)
+    assert graph.error is None, graph.error
+    return graph
+
+
+def kinds(graph):
+    return {r.type.rsplit(":", 1)[-1] for r in graph.resources if r.type.startswith("kubernetes:")}
+
+
+def isvc(graph):
+    (found,) = [r for r in graph.resources if r.type.endswith(":InferenceService") and r.custom]
+    return found.inputs
+
+
+@pytest.mark.parametrize("name", ["local", "existing_eks"])
+def test_no_aws_resources_at_all(name, request):
+    graph = request.getfixturevalue(name)
+    assert not [r for r in graph.resources if r.type.startswith(("aws:", "pulumi:providers:aws"))]
+    assert not graph.invokes
+
+
+@pytest.mark.parametrize("name", ["local", "existing_eks"])
+def test_same_serving_objects_as_an_eks_stack(name, request, dev):
+    graph = request.getfixturevalue(name)
+    assert SERVING_KINDS <= kinds(graph)
+    assert SERVING_KINDS <= kinds(dev)
+
+
+def test_kubernetes_provider_from_the_given_kubeconfig(local):
+    (provider,) = local.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"] == os.path.expanduser("~/.kube/config")
+    assert provider.inputs["context"] == "kind-mlserve"
+    assert provider.inputs["clusterIdentifier"] == "existing:kind-mlserve"
+    kube = [r for r in local.resources if r.custom and r.type.startswith("kubernetes:")]
+    assert {r.provider for r in kube} == {provider.urn}
+
+
+def test_local_serves_on_cpu_with_the_cpu_config(local):
+    predictor = isvc(local)["spec"]["predictor"]
+    assert "nodeSelector" not in predictor and "tolerations" not in predictor
+    model = predictor["model"]
+    assert "--model-config-name=cpu" in model["args"]
+    assert "nvidia.com/gpu" not in model["resources"]["limits"]
+    assert model["storageUri"] == local.exports["modelStorageUri"]
+    assert validate_inference_service({k: isvc(local)[k] for k in
+                                       ("apiVersion", "kind", "metadata", "spec")}) == []
+
+
+def test_local_uses_minio_with_generated_keys(local):
+    releases = {r.inputs["name"]: r for r in local.of_type("kubernetes:helm.sh/v3:Release")}
+    assert {"minio", "istio-ingressgateway", "kserve", "keda", "kps"} <= set(releases)
+    assert not {"aws-load-balancer-controller", "cluster-autoscaler",
+                "nvidia-device-plugin"} & set(releases)
+    values = releases["minio"].inputs["values"]
+    assert values["mode"] == "standalone" and values["existingSecret"] == "minio-root"
+    assert values["service"] == {"type": "NodePort", "port": "9000", "nodePort": 30900}
+    assert values["buckets"][0]["name"] == "models"
+    (upload,) = local.of_type("pulumi-python:dynamic:Resource")
+    assert upload.inputs["endpoint"] == "http://localhost:30900"
+    assert upload.inputs["bucket"] == "models"
+    assert upload.inputs["version"] == local.exports["modelContentHash"]
+    assert {"access_key_id", "secret_access_key"} <= set(upload.secret_inputs)
+    assert local.waits_for(upload, releases["minio"])
+
+
+def test_local_model_pods_read_minio_with_the_keys_secret(local):
+    (account,) = local.of_type("kubernetes:core/v1:ServiceAccount")
+    annotations = account.inputs["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/s3-endpoint"] == "minio.minio.svc.cluster.local:9000"
+    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
+    assert "eks.amazonaws.com/role-arn" not in annotations
+    assert account.inputs["secrets"] == [{"name": "model-store-credentials"}]
+    (keys,) = [s for s in local.of_type("kubernetes:core/v1:Secret")
+               if s.inputs["metadata"]["name"] == "model-store-credentials"]
+    assert "stringData" in keys.secret_inputs
+
+
+def test_local_gateway_is_a_node_port_without_aws_annotations(local):
+    gateway = [r for r in local.of_type("kubernetes:helm.sh/v3:Release")
+               if r.inputs["name"] == "istio-ingressgateway"][0]
+    service = gateway.inputs["values"]["service"]
+    assert service["type"] == "NodePort" and "annotations" not in service
+    assert {"name": "http2", "port": 80, "protocol": "TCP", "targetPort": 80,
+            "nodePort": 30080} in service["ports"]
+    assert local.exports["models"]["cifar10"]["url"] == \
+        "http://localhost:30080/v2/models/cifar10/infer"
+
+
+def test_local_prometheus_uses_the_default_storage_class(local):
+    kps = [r for r in local.of_type("kubernetes:helm.sh/v3:Release")
+           if r.inputs["name"] == "kps"][0]
+    claim = kps.inputs["values"]["prometheus"]["prometheusSpec"]["storageSpec"][
+        "volumeClaimTemplate"]["spec"]
+    assert "storageClassName" not in claim
+    assert claim["resources"]["requests"]["storage"] == "10Gi"
+
+
+@pytest.mark.parametrize("name", ["local", "existing_eks"])
+def test_objects_validate_against_schemas(name, request):
+    graph = request.getfixturevalue(name)
+    objects = manifests(graph)
+    assert [validate_core(o, "1.35") for o in objects if is_core(o)] == \
+        [None] * len([o for o in objects if is_core(o)])
+    custom = [o for o in objects if not is_core(o) and not is_kserve(o)]
+    assert validate_custom(custom) == [None] * len(custom)
+
+
+def test_existing_eks_uses_the_given_bucket_and_role(existing_eks):
+    (account,) = existing_eks.of_type("kubernetes:core/v1:ServiceAccount")
+    assert account.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == ROLE
+    (upload,) = existing_eks.of_type("pulumi-python:dynamic:Resource")
+    assert upload.inputs["bucket"] == "team-models" and upload.inputs.get("endpoint") is None
+    assert isvc(existing_eks)["spec"]["predictor"]["nodeSelector"]["mlserve.io/pool"] == "t4-spot"
+    assert existing_eks.exports["modelStorageUri"].startswith("s3://team-models/models/")
+
+
+def test_existing_cluster_rules():
+    config = set_path(stack_config("local"), "platform.clusterAutoscaler.enabled", True)
+    assert "platform.clusterAutoscaler.enabled: needs cluster.mode eks" in str(
+        evaluate("local", config=config).error)
+    config = set_path(stack_config("local"), "modelBucket.mode", "create")
+    assert "modelBucket.mode: create needs cluster.mode eks" in str(
+        evaluate("local", config=config).error)
+    config = set_path(stack_config("local"), "modelServing.models.cifar10.gpus", 1)
+    assert "no gpuNodeGroups to run on" in str(evaluate("local", config=config).error)
+
+
+def test_cpu_serving_needs_the_cpu_config(tmp_path):
+    import shutil
+
+    from tests.harness import ROOT_DIR
+
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT_DIR / "model_repo", copy)
+    shutil.rmtree(copy / "cifar10" / "configs")
+    config = set_path(stack_config("local"), "modelRepository.path", str(copy))
+    error = evaluate("local", config=config).error
+    assert "serving on CPU needs" in str(error) and "configs/cpu.pbtxt" in str(error)
+
+
+def test_outputs_json_serialisable(local):
+    json.dumps(local.exports)
+
+
+def test_the_upload_resource_publishes_to_an_s3_compatible_server(tmp_path, monkeypatch):
+    """The dynamic resource's create/diff/update against a real S3 API server (moto)."""
+    import urllib.request
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from components.model_upload import _Publisher
+    from tests.harness import ROOT_DIR
+    from tools.models import repository
+    from tools.models.serve import free_port
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+        s3 = boto3.client("s3", endpoint_url=url, aws_access_key_id="k", region_name="us-east-1",
+                          aws_secret_access_key="s")
+        s3.create_bucket(Bucket="models")
+        repo = repository.load(ROOT_DIR / "model_repo")
+        props = {"root": str(repo.root), "version": repo.content_hash, "bucket": "models",
+                 "prefix": "models", "region": "us-east-1", "endpoint": url,
+                 "access_key_id": "k", "secret_access_key": "s"}
+        provider = _Publisher()
+        created = provider.create(props)
+        assert created.id == f"models/models/{repo.content_hash}"
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"])
+        assert f"models/manifests/{repo.content_hash}.json" in keys
+        assert len(keys) == len(repo.files) + 1
+        assert provider.diff(created.id, props, props).changes is False
+        moved = provider.diff(created.id, props, {**props, "version": "0" * 20})
+        assert moved.changes and moved.replaces == ["version"]
+        with pytest.raises(RuntimeError, match="changed since the preview"):
+            provider.create({**props, "version": "0" * 20})
+    finally:
+        server.stop()
