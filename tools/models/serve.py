@@ -35,10 +35,23 @@ TWIN_MODEL = Path(__file__).parent / "twin_model.py"
 LOOPBACK = "127.0.0.1"
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: all sockets stay bound until every port is chosen, so the
+    kernel can't hand the same one out twice."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((LOOPBACK, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _pytriton_server_dir() -> Path:
@@ -125,9 +138,10 @@ class TritonServer:
 
     model_repository: str
     """A folder, or s3://http://127.0.0.1:PORT/bucket/prefix."""
-    http_port: int = field(default_factory=free_port)
-    grpc_port: int = field(default_factory=free_port)
-    metrics_port: int = field(default_factory=free_port)
+    http_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0
+    """0: a free port, chosen when the server starts."""
     env: Mapping[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
     log_path: Path | None = None
@@ -160,6 +174,9 @@ class TritonServer:
         ]
 
     def start(self, timeout: float = 60.0) -> TritonServer:
+        unset = [n for n in ("http_port", "grpc_port", "metrics_port") if not getattr(self, n)]
+        for name, port in zip(unset, free_ports(len(unset))):
+            setattr(self, name, port)
         self._workdir = tempfile.TemporaryDirectory(prefix="mlserve-triton-")
         work = Path(self._workdir.name)
         backends = prepare_backends(work)
@@ -186,7 +203,10 @@ class TritonServer:
                                    f"{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as answer:
-                    if answer.status == 200:
+                    ready = answer.status == 200
+                # Ready means every endpoint: the metrics server starts on its own port.
+                with urllib.request.urlopen(self.metrics_url, timeout=2) as answer:
+                    if ready and answer.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
