@@ -18,7 +18,8 @@ AWS_PROVIDER = "pulumi:providers:aws"
 
 
 def test_every_stack_file_is_shipped():
-    assert {p.name for p in ROOT_DIR.glob("Pulumi.*.yaml")} >= {f"Pulumi.{s}.yaml" for s in STACKS}
+    assert {p.name for p in ROOT_DIR.glob("Pulumi.*.yaml")} >= {
+        f"Pulumi.{s}.yaml" for s in (*STACKS, "local")}
 
 
 def test_stack_evaluates_with_all_outputs(graph):
@@ -96,7 +97,7 @@ def test_every_resource_belongs_to_a_component_and_is_named_after_it(graph):
 
 
 def test_evaluation_is_deterministic():
-    for stack in STACKS:
+    for stack in (*STACKS, "local"):
         assert evaluate(stack).canonical() == evaluate(stack).canonical()
 
 
