@@ -198,6 +198,7 @@ if platform.kserve.enabled and cert_manager is not None and mesh is not None:
             ingress_domain=platform.kserve.ingress_domain,
             triton_image_tag=platform.kserve.triton_image_tag,
             model_namespace=config.model_serving.namespace,
+            environment=config.environment,
             cert_manager=cert_manager.release,
             mesh_crds=mesh.base,
             mesh_control_plane=mesh.istiod,
@@ -259,7 +260,8 @@ if server_runtime is not None and mesh is not None and serving is not None:
             ingress_domain=platform.kserve.ingress_domain,
             ingress_address=platform.istio.external_address or mesh.ingress_hostname,
             backend=backend,
-            s3_endpoint=(bucket.cluster_endpoint or bucket.endpoint)
+            s3_endpoint=(bucket.cluster_endpoint
+                         or (object_store.cluster_endpoint if object_store else bucket.endpoint))
             if bucket.mode == "s3Compatible" else None,
             s3_credentials=credentials,
             # Runtime, identity, model files and the autoscaler exist before any model; on

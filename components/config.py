@@ -736,7 +736,7 @@ class StackConfig(_Model):
             if serving.allow_scale_to_zero:
                 problems.append((("modelServing", "allowScaleToZero"),
                                  "modelServing.allowScaleToZero: must be false in prod"))
-            if not self.model_bucket.protect:
+            if not self.model_bucket.protect and self.model_bucket.mode == "create":
                 problems.append((("modelBucket", "protect"),
                                  "modelBucket.protect: must be true in prod, got false"))
             if self.model_bucket.force_destroy:
@@ -786,6 +786,26 @@ class StackConfig(_Model):
                 problems.append((("modelStoreAccessKeyId",), "modelStoreAccessKeyId: "
                                  "s3Compatible needs modelStoreAccessKeyId and "
                                  "modelStoreSecretAccessKey (or platform.minio)"))
+        key_fields = [self.model_store_access_key_id, self.model_store_secret_access_key]
+        if any(key_fields) and bucket.mode != "s3Compatible":
+            problems.append((("modelStoreAccessKeyId",), "modelStoreAccessKeyId: keys only with "
+                             "modelBucket.mode s3Compatible (S3 is read through IRSA)"))
+        elif any(key_fields) and not all(key_fields):
+            problems.append((("modelStoreAccessKeyId",), "modelStoreAccessKeyId: set both "
+                             "modelStoreAccessKeyId and modelStoreSecretAccessKey, or neither"))
+        if bucket.mode == "create":
+            for field, value in (("name", bucket.name), ("readerRoleArn", bucket.reader_role_arn),
+                                 ("endpoint", bucket.endpoint),
+                                 ("clusterEndpoint", bucket.cluster_endpoint)):
+                if value:
+                    problems.append((("modelBucket", field), f"modelBucket.{field}: not with "
+                                     "mode create (the stack names and owns the bucket)"))
+        if bucket.mode == "s3Compatible" and self.model_serving.backend == "seldon":
+            problems.append((("modelServing", "backend"), "modelServing.backend: seldon reads "
+                             "S3 through IRSA only; use kserve with an S3-compatible store"))
+        if self.environment == "prod" and self.platform.minio.enabled:
+            problems.append((("platform", "minio", "enabled"), "platform.minio.enabled: a "
+                             "single-replica MinIO is not a prod model store"))
         if self.platform.minio.enabled and bucket.mode != "s3Compatible":
             problems.append((("platform", "minio", "enabled"), "platform.minio.enabled: needs "
                              "modelBucket.mode s3Compatible"))

@@ -194,10 +194,12 @@ class ModelServing(pulumi.ComponentResource):
         first = args.plans[0]
         credentials = None
         if args.s3_credentials is not None:
-            # KServe reads S3 keys from the secrets its service account lists.
+            # KServe reads S3 keys from the secrets its service account lists, and the endpoint
+            # settings from that Secret's own annotations.
             credentials = k8s.core.v1.Secret(
                 f"{name}-s3-credentials",
-                metadata={"name": "model-store-credentials", "namespace": args.namespace},
+                metadata={"name": "model-store-credentials", "namespace": args.namespace,
+                          "annotations": s3_annotations(args.region, None, args.s3_endpoint)},
                 type="Opaque",
                 string_data={"AWS_ACCESS_KEY_ID": pulumi.Output.secret(args.s3_credentials[0]),
                              "AWS_SECRET_ACCESS_KEY":
@@ -206,8 +208,11 @@ class ModelServing(pulumi.ComponentResource):
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata={"name": first.service_account, "namespace": args.namespace,
+                      # IRSA: the role and where S3 is. With an S3-compatible store the
+                      # settings live on the credentials Secret instead.
                       "annotations": pulumi.Output.from_input(args.reader_role_arn).apply(
-                          lambda arn: s3_annotations(args.region, arn, args.s3_endpoint))},
+                          lambda arn: s3_annotations(args.region, arn))
+                      if args.s3_endpoint is None else {}},
             secrets=[{"name": "model-store-credentials"}] if credentials is not None else None,
             # Triton needs no Kubernetes API access; IRSA and Istio use their own projected
             # tokens.

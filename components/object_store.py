@@ -37,6 +37,8 @@ def minio_values(bucket: str, node_port: int | None) -> dict[str, Any]:
                       "limits": {"memory": "1Gi", "cpu": "1"}},
         "service": service,
         "buckets": [{"name": bucket, "policy": "none", "purge": False, "versioning": True}],
+        # The chart otherwise creates a `console` user with a well-known password.
+        "users": [],
     }
 
 

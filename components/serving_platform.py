@@ -77,6 +77,7 @@ class ServingPlatformArgs:
     ingress_domain: str
     triton_image_tag: str
     model_namespace: str
+    environment: str
     cert_manager: pulumi.Resource
     """KServe's webhooks need certificates from cert-manager before the controller can start."""
     mesh_crds: pulumi.Resource
@@ -108,7 +109,10 @@ class ServingPlatform(pulumi.ComponentResource):
         # container needs NET_ADMIN/NET_RAW, which the baseline and restricted levels refuse, so
         # enforcement is `privileged` while warn/audit report anything short of `restricted`.
         models = namespace(self, name, args.model_namespace, pod_security=PRIVILEGED,
-                           labels={"istio-injection": "enabled"})
+                           labels={"istio-injection": "enabled",
+                                   # Policies read the environment here on clusters the stack
+                                   # didn't create (no AWS provider to carry the tag).
+                                   "mlserve.io/environment": args.environment})
         # Only mutual-TLS traffic reaches model pods: plaintext from outside the mesh is refused.
         self.mtls = k8s.apiextensions.CustomResource(
             f"{name}-models-mtls",

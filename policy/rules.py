@@ -81,13 +81,21 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+ENVIRONMENT_LABEL = "mlserve.io/environment"
+
+
 def environment(resources: Iterable[Any]) -> str | None:
-    """The stack's environment, from the mlserve:environment default tag of its AWS provider."""
+    """The stack's environment: the mlserve:environment default tag of its AWS provider, or the
+    mlserve.io/environment label of its namespaces (stacks on an existing cluster)."""
     for res in resources:
         if res.resource_type == "pulumi:providers:aws":
             tags = (_json(res.props.get("defaultTags")) or {}).get("tags") or {}
             if "mlserve:environment" in tags:
                 return tags["mlserve:environment"]
+        if res.resource_type == "kubernetes:core/v1:Namespace":
+            labels = _dict(_dict(res.props.get("metadata")).get("labels"))
+            if ENVIRONMENT_LABEL in labels:
+                return labels[ENVIRONMENT_LABEL]
     return None
 
 
@@ -406,17 +414,18 @@ def model_storage_content_addressed(args: Any, report: Report) -> None:
             report(f"{args.name}: storageUri {uri!r} is not a content-addressed version")
 
 
-@stack_rule("no-aws-keys-in-secrets")
+@resource_rule("no-aws-keys-in-secrets", "kubernetes:core/v1:Secret")
 def no_aws_keys_in_secrets(args: Any, report: Report) -> None:
-    """No Kubernetes Secret holds AWS keys in a stack on AWS: pods use IRSA (S3-compatible stores off AWS excepted)."""
-    if not _of(args.resources, "pulumi:providers:aws"):
-        return  # e.g. MinIO's keys on a local cluster: nothing on AWS to protect
-    for secret in _of(args.resources, "kubernetes:core/v1:Secret"):
-        keys = set(_dict(secret.props.get("data"))) | set(_dict(secret.props.get("stringData")))
-        found = sorted(k for k in keys if k.upper() in AWS_KEY_NAMES
-                       or k.upper().endswith(("ACCESS_KEY_ID", "SECRET_ACCESS_KEY")))
-        if found:
-            report(f"Secret {secret.name} holds AWS credentials {found}")
+    """No Kubernetes Secret holds AWS keys: pods use IRSA (keys of an S3-compatible store that isn't AWS excepted)."""
+    endpoint = _dict(_dict(args.props.get("metadata")).get("annotations")).get(
+        "serving.kserve.io/s3-endpoint", "")
+    if endpoint and not endpoint.split(":")[0].endswith(".amazonaws.com"):
+        return  # e.g. MinIO's keys: nothing on AWS to protect
+    keys = set(_dict(args.props.get("data"))) | set(_dict(args.props.get("stringData")))
+    found = sorted(k for k in keys if k.upper() in AWS_KEY_NAMES
+                   or k.upper().endswith(("ACCESS_KEY_ID", "SECRET_ACCESS_KEY")))
+    if found:
+        report(f"Secret {args.name} holds AWS credentials {found}")
 
 
 @stack_rule("prod-model-availability")

@@ -92,6 +92,7 @@ def test_local_uses_minio_with_generated_keys(local):
     assert values["mode"] == "standalone" and values["existingSecret"] == "minio-root"
     assert values["service"] == {"type": "NodePort", "port": "9000", "nodePort": 30900}
     assert values["buckets"][0]["name"] == "models"
+    assert values["users"] == []  # no chart-default console user
     (upload,) = local.of_type("pulumi-python:dynamic:Resource")
     assert upload.inputs["endpoint"] == "http://localhost:30900"
     assert upload.inputs["bucket"] == "models"
@@ -101,15 +102,27 @@ def test_local_uses_minio_with_generated_keys(local):
 
 
 def test_local_model_pods_read_minio_with_the_keys_secret(local):
+    """KServe takes the keys from the Secret the account lists, and the endpoint settings from
+    that Secret's annotations (service-account annotations count only with IRSA)."""
     (account,) = local.of_type("kubernetes:core/v1:ServiceAccount")
-    annotations = account.inputs["metadata"]["annotations"]
-    assert annotations["serving.kserve.io/s3-endpoint"] == "minio.minio.svc.cluster.local:9000"
-    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
-    assert "eks.amazonaws.com/role-arn" not in annotations
+    assert not account.inputs["metadata"].get("annotations")
     assert account.inputs["secrets"] == [{"name": "model-store-credentials"}]
     (keys,) = [s for s in local.of_type("kubernetes:core/v1:Secret")
                if s.inputs["metadata"]["name"] == "model-store-credentials"]
+    annotations = keys.inputs["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/s3-endpoint"] == "minio.minio.svc.cluster.local:9000"
+    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
     assert "stringData" in keys.secret_inputs
+
+
+def test_minio_endpoint_defaults_to_its_in_cluster_service():
+    config = set_path(stack_config("local"), "modelBucket", {
+        "mode": "s3Compatible", "name": "models", "endpoint": "http://localhost:30900"})
+    graph = evaluate("local", config=config)
+    (keys,) = [s for s in graph.of_type("kubernetes:core/v1:Secret")
+               if s.inputs["metadata"]["name"] == "model-store-credentials"]
+    assert keys.inputs["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == \
+        "minio.minio.svc.cluster.local:9000"
 
 
 def test_local_gateway_is_a_node_port_without_aws_annotations(local):

@@ -57,15 +57,23 @@ def stack_output(stack: str, name: str) -> str:
     return result.stdout.strip()
 
 
-def pin(stack_dir: Path, stack: str, version: str) -> bool:
-    """Set mlserve:modelRepository.version in the stack file, keeping its comments.
-
-    Returns whether the file changed.
-    """
+def pinned_text(stack_dir: Path, stack: str, version: str) -> str | None:
+    """The stack file with mlserve:modelRepository.version set, comments kept; None when it is
+    pinned already. Refuses layouts it can't edit safely (flow style, duplicate keys, keys
+    after `config:`), before anything is copied."""
     path = stack_file(stack_dir, stack)
-    lines = path.read_text().splitlines()
-    header = next((i for i, line in enumerate(lines)
-                   if line.rstrip() == "  mlserve:modelRepository:"), None)
+    text = path.read_text()
+    lines = text.splitlines()
+    mentions = [i for i, line in enumerate(lines)
+                if line.lstrip().startswith("mlserve:modelRepository:")]
+    header = next((i for i in mentions if lines[i].rstrip() == "  mlserve:modelRepository:"),
+                  None)
+    top_level = [line for line in lines if line and not line.startswith((" ", "#"))]
+    if len(mentions) > 1 or (mentions and header is None) or top_level != ["config:"]:
+        raise PromotionError(f"{path}: can't pin safely (mlserve:modelRepository must be a "
+                             "block under `config:`, the file's only top-level key); run "
+                             f"`pulumi config set --path modelRepository.version {version} "
+                             f"--stack {stack}` instead")
     if header is None:
         lines += ["  mlserve:modelRepository:", f"    version: {version}"]
     else:
@@ -75,15 +83,25 @@ def pin(stack_dir: Path, stack: str, version: str) -> bool:
                          if lines[i].startswith("    version:")), None)
         if existing is not None:
             if lines[existing].split(":", 1)[1].strip() == version:
-                return False
+                return None
             lines[existing] = f"    version: {version}"
         else:
             lines.insert(header + 1, f"    version: {version}")
-    text = "\n".join(lines) + "\n"
-    if pinned_from_text(text) != version:
-        raise PromotionError(f"{path}: could not pin the version safely; edit it by hand")
-    path.write_text(text)
-    return True
+    new = "\n".join(lines) + "\n"
+    try:
+        if pinned_from_text(new) != version:
+            raise PromotionError(f"{path}: could not pin the version safely; edit it by hand")
+    except yaml.YAMLError as exc:
+        raise PromotionError(f"{path}: not valid YAML after pinning: {exc}") from None
+    return new
+
+
+def pin(stack_dir: Path, stack: str, version: str) -> bool:
+    """Set mlserve:modelRepository.version in the stack file; returns whether it changed."""
+    new = pinned_text(stack_dir, stack, version)
+    if new is not None:
+        stack_file(stack_dir, stack).write_text(new)
+    return new is not None
 
 
 def pinned_from_text(text: str) -> str | None:
@@ -125,6 +143,7 @@ def promote(args: argparse.Namespace, source: Any = None, target: Any = None,
         print(f"would copy {len(manifest['files'])} object(s) of {version} from "
               f"s3://{source_bucket} to s3://{target_bucket}, then run:\n  {command}")
         return version
+    pinned_text(args.stack_dir, args.to_stack, version)  # refuse before copying, not after
     result = copy_version(source, target, source_bucket=source_bucket,
                           target_bucket=target_bucket, prefix=args.prefix, version=version,
                           copy_object=copy_object)

@@ -58,6 +58,10 @@ def read_manifest(s3: Any, bucket: str, prefix: str, version: str) -> dict[str, 
     except s3.exceptions.NoSuchKey:
         raise RegistryError(f"s3://{bucket}/{manifest_key(prefix, version)}: no such version "
                             "(no manifest: never published, or its copy never finished)") from None
+    except s3.exceptions.ClientError as exc:
+        # Without s3:ListBucket, S3 answers AccessDenied instead of NoSuchKey.
+        raise RegistryError(f"s3://{bucket}/{manifest_key(prefix, version)}: "
+                            f"{exc.response.get('Error', {}).get('Code', exc)}") from None
     manifest = json.loads(body)
     if manifest.get("version") != version or manifest.get("format") != MANIFEST_FORMAT:
         raise RegistryError(f"s3://{bucket}/{manifest_key(prefix, version)}: not a manifest of "

@@ -218,11 +218,16 @@ FIXTURES: dict[str, tuple[list[View], list[View]]] = {
     "model-gpu-toleration": ([isvc(tolerations=[])], [isvc()]),
     "model-non-root": ([isvc(securityContext={})], [isvc()]),
     "model-storage-content-addressed": ([model(storageUri="s3://b/models/latest")], [model()]),
-    "no-aws-keys-in-secrets": ([PROD_PROVIDER, View("kubernetes:core/v1:Secret",
-                                                    {"stringData": {"AWS_SECRET_ACCESS_KEY": "x"}})],
-                               [PROD_PROVIDER, View("kubernetes:core/v1:Secret",
-                                                    {"stringData": {"RCLONE_CONFIG_S3_ENV_AUTH":
-                                                                    "true"}})]),
+    "no-aws-keys-in-secrets": (
+        [View("kubernetes:core/v1:Secret", {"stringData": {"AWS_SECRET_ACCESS_KEY": "x"}}),
+         View("kubernetes:core/v1:Secret", {
+             "metadata": {"annotations": {"serving.kserve.io/s3-endpoint":
+                                          "s3.us-west-2.amazonaws.com"}},
+             "stringData": {"AWS_ACCESS_KEY_ID": "x"}})],
+        [View("kubernetes:core/v1:Secret", {"stringData": {"RCLONE_CONFIG_S3_ENV_AUTH": "true"}}),
+         View("kubernetes:core/v1:Secret", {
+             "metadata": {"annotations": {"serving.kserve.io/s3-endpoint": "minio:9000"}},
+             "stringData": {"AWS_ACCESS_KEY_ID": "minio-user"}})]),
     "prod-model-availability": ([PROD_PROVIDER, isvc(minReplicas=1)], [PROD_PROVIDER, isvc(), PDB]),
 }
 
@@ -264,3 +269,12 @@ def test_rules_tolerate_values_unknown_during_preview():
                  View("aws:iam/role:Role", {"assumeRolePolicy": unknown}), PDB]
     for rule in RULES:
         run_rule(rule.name, resources)  # no exception
+
+
+def test_environment_of_a_stack_on_an_existing_cluster():
+    from policy.rules import environment
+
+    namespace = View("kubernetes:core/v1:Namespace", {"metadata": {
+        "name": "models", "labels": {"mlserve.io/environment": "prod"}}})
+    assert environment([namespace]) == "prod"
+    assert run_rule("prod-model-availability", [namespace, isvc(minReplicas=1)])

@@ -212,3 +212,15 @@ def test_cli_publish_and_promote(s3, stacks):
          "--stack-dir", str(stacks)], cwd=ROOT_DIR, capture_output=True, text=True, env=env,
         timeout=120)
     assert missing.returncode == 1 and "no such version" in missing.stderr
+
+
+def test_a_stack_file_it_cannot_edit_safely_is_refused_before_copying(s3, published, stacks):
+    url, client = s3
+    version, _ = published
+    path = stacks / "Pulumi.staging.yaml"
+    path.write_text(path.read_text() + "  mlserve:modelRepository: {path: model_repo}\n")
+    before = path.read_text()
+    with pytest.raises(promotion.PromotionError, match="can't pin safely"):
+        promotion.promote(args(stacks, url, version=version))
+    assert path.read_text() == before
+    assert keys(client, STAGING) == []
