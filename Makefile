@@ -5,6 +5,7 @@
 
 STACK ?= dev
 VENV := .venv
+POLICY_VENV := policy/venv
 PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
@@ -19,7 +20,7 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test venv up preview destroy refresh outputs config-reference versions-table \
+.PHONY: test venv policy-venv up preview destroy refresh outputs config-reference versions-table \
 	build-model validate serve bench smoke load policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
@@ -32,14 +33,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-
 
 venv: $(VENV)/.installed
 
+# The policy pack runs in its own environment (policy/requirements.txt says why).
+$(POLICY_VENV)/.installed: policy/requirements.txt
+	$(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+	touch $@
+
+policy-venv: $(POLICY_VENV)/.installed
+
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-up: $(VENV)/.installed
-	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi up --stack $(STACK)
+# up and preview enforce the policy pack (README, "Policy as code"), like the workflows do.
+up: $(VENV)/.installed $(POLICY_VENV)/.installed
+	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi up --stack $(STACK) --policy-pack policy
 
-preview: $(VENV)/.installed
-	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi preview --diff --stack $(STACK)
+preview: $(VENV)/.installed $(POLICY_VENV)/.installed
+	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi preview --diff --stack $(STACK) --policy-pack policy
 
 refresh: $(VENV)/.installed
 	@$(PULUMI_BACKEND) pulumi refresh --stack $(STACK)
@@ -85,4 +95,4 @@ policy-table: $(VENV)/.installed
 	$(PY) -m tools.policy_table
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis tests/schemas/node_modules
+	rm -rf $(VENV) $(POLICY_VENV) .pytest_cache .hypothesis tests/schemas/node_modules

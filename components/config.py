@@ -723,6 +723,10 @@ class StackConfig(_Model):
                                                    and self.platform.monitoring.enabled):
                 problems.append(((*where, "autoscaler"), f"{key}.autoscaler: keda needs "
                                  "platform.keda and platform.monitoring enabled"))
+            if (model.autoscaler == "hpa" and self.cluster.mode == "eks"
+                    and not self.platform.metrics_server.enabled):
+                problems.append(((*where, "autoscaler"), f"{key}.autoscaler: hpa scales on CPU "
+                                 "and needs platform.metricsServer enabled on the stack's cluster"))
         if serving.backend == "seldon" and not (self.platform.istio.enabled
                                                 and self.platform.keda.enabled
                                                 and self.platform.kserve.enabled):

@@ -41,23 +41,31 @@ def make(target: str, env: dict, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def installed_policy_venv(tmp_path) -> str:
+    """A policy environment make considers up to date, so the tests don't install pulumi-policy."""
+    marker = tmp_path / "policy-venv" / ".installed"
+    marker.parent.mkdir()
+    marker.touch()
+    return f"POLICY_VENV={marker.parent}"
+
+
 def test_make_up_uses_local_state_when_not_logged_in(tmp_path):
     env = fake_pulumi(tmp_path)
-    result = make("up", env, "STACK=dev")
+    result = make("up", env, "STACK=dev", installed_policy_venv(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     calls = (tmp_path / "calls.log").read_text().splitlines()
     backend = f"file://{ROOT_DIR}/.pulumi-state"
     assert f"stack select --create dev | backend={backend}" in calls
-    assert f"up --stack dev | backend={backend}" in calls
+    assert f"up --stack dev --policy-pack policy | backend={backend}" in calls
     assert "using local state in .pulumi-state" in result.stderr
 
 
 def test_make_up_keeps_the_logged_in_backend(tmp_path):
     env = fake_pulumi(tmp_path, logged_in=True)
-    result = make("up", env, "STACK=staging")
+    result = make("up", env, "STACK=staging", installed_policy_venv(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     calls = (tmp_path / "calls.log").read_text().splitlines()
-    assert "up --stack staging | backend=" in calls
+    assert "up --stack staging --policy-pack policy | backend=" in calls
 
 
 def test_make_smoke_reads_the_stack_outputs(tmp_path, local_triton):

@@ -58,3 +58,16 @@ def test_deploy_flow():
     drift = next(s for s in jobs["drift"]["steps"] if s.get("uses", "").startswith("pulumi/"
                                                                                    "actions"))
     assert drift["with"]["expect-no-changes"] is True
+
+
+def test_every_policy_run_installs_the_packs_environment_first():
+    for path in WORKFLOWS:
+        workflow = yaml.safe_load(path.read_text())
+        for job_name, job in workflow["jobs"].items():
+            steps = job["steps"]
+            for index, step in enumerate(steps):
+                if step.get("with", {}).get("policyPacks") != "policy":
+                    continue
+                earlier = " ".join(s.get("run", "") for s in steps[:index])
+                assert "policy/venv/bin/pip install -r policy/requirements.txt" in earlier, \
+                    f"{path.name}:{job_name} runs the policy pack before installing it"
