@@ -9,19 +9,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from tools.models.repository import Repository
 
 
 class _Publisher(ResourceProvider):
-    """create/update publish the version (idempotent); delete keeps it (versions are immutable
-    and may be pinned elsewhere)."""
+    """create/update publish the version (idempotent); read (`pulumi refresh`) reports a
+    version whose objects are gone or altered as deleted, so the next `up` publishes it again;
+    delete keeps it (versions are immutable and may be pinned elsewhere)."""
+
+    @staticmethod
+    def _client(props: dict[str, Any]) -> Any:
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id=props.get("access_key_id"),
+                                        aws_secret_access_key=props.get("secret_access_key"),
+                                        region_name=props.get("region"))
+        return session.client("s3", endpoint_url=props.get("endpoint"))
 
     def _publish(self, props: dict[str, Any]) -> dict[str, Any]:
         from pathlib import Path
-
-        import boto3
 
         from tools.models import repository
         from tools.registry import publish
@@ -30,12 +38,21 @@ class _Publisher(ResourceProvider):
         if repo.content_hash != props["version"]:
             raise RuntimeError(f"{props['root']} changed since the preview: hash "
                                f"{repo.content_hash}, expected {props['version']}")
-        session = boto3.session.Session(aws_access_key_id=props.get("access_key_id"),
-                                        aws_secret_access_key=props.get("secret_access_key"),
-                                        region_name=props.get("region"))
-        client = session.client("s3", endpoint_url=props.get("endpoint"))
-        publish(client, repo, props["bucket"], props["prefix"])
+        publish(self._client(props), repo, props["bucket"], props["prefix"])
         return props
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from tools.registry import MissingVersion, read_manifest, verify
+
+        client = self._client(props)
+        try:
+            manifest = read_manifest(client, props["bucket"], props["prefix"], props["version"])
+        except MissingVersion:
+            return ReadResult(id_=None, outs={})
+        # Any other error (access denied, no such bucket) fails the refresh instead.
+        if verify(client, props["bucket"], props["prefix"], manifest):
+            return ReadResult(id_=None, outs={})
+        return ReadResult(id_=id_, outs=props)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"{props['bucket']}/{props['prefix']}/{props['version']}",

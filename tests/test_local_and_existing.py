@@ -230,5 +230,15 @@ def test_the_upload_resource_publishes_to_an_s3_compatible_server(tmp_path, monk
         assert moved.changes and moved.replaces == ["version"]
         with pytest.raises(RuntimeError, match="changed since the preview"):
             provider.create({**props, "version": "0" * 20})
+        assert provider.read(created.id, props).id == created.id
+        s3.put_object(Bucket="models", Key=f"models/{repo.content_hash}/{repo.files[0]}",
+                      Body=b"tampered")
+        assert provider.read(created.id, props).id is None  # refresh drops it; up republishes
+        provider.update(created.id, props, props)
+        assert provider.read(created.id, props).id == created.id
+        s3.delete_object(Bucket="models", Key=f"models/manifests/{repo.content_hash}.json")
+        assert provider.read(created.id, props).id is None
+        with pytest.raises(Exception, match="NoSuchBucket"):
+            provider.read(created.id, {**props, "bucket": "no-such-bucket"})
     finally:
         server.stop()

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from components.config import ModelRepositoryConfig
 from tools.registry import RegistryError, copy_version, read_manifest, verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +38,28 @@ def stack_file(stack_dir: Path, stack: str) -> Path:
     return stack_dir / f"Pulumi.{stack}.yaml"
 
 
-def pinned_version(stack_dir: Path, stack: str) -> str | None:
+def repository_config(stack_dir: Path, stack: str) -> dict[str, Any]:
     path = stack_file(stack_dir, stack)
     if not path.is_file():
         raise PromotionError(f"{path}: no such stack file")
     config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-    return (config.get("mlserve:modelRepository") or {}).get("version")
+    return config.get("mlserve:modelRepository") or {}
+
+
+def pinned_version(stack_dir: Path, stack: str) -> str | None:
+    return repository_config(stack_dir, stack).get("version")
+
+
+def bucket_prefix(stack_dir: Path, from_stack: str, to_stack: str) -> str:
+    """The stacks' modelRepository.prefix; a version keeps its keys, so both must agree."""
+    default = ModelRepositoryConfig.model_fields["prefix"].default
+    prefixes = {stack: repository_config(stack_dir, stack).get("prefix", default)
+                for stack in (from_stack, to_stack)}
+    if prefixes[from_stack] != prefixes[to_stack]:
+        raise PromotionError(f"modelRepository.prefix differs: {prefixes[from_stack]!r} in "
+                             f"{from_stack}, {prefixes[to_stack]!r} in {to_stack}; pass --prefix "
+                             "only if you mean to copy under one of them")
+    return prefixes[from_stack]
 
 
 def stack_output(stack: str, name: str) -> str:
@@ -129,6 +146,7 @@ def promote(args: argparse.Namespace, source: Any = None, target: Any = None,
     if args.to_stack == "prod" and pinned_version(args.stack_dir, "staging") != version:
         raise PromotionError(f"{version} is not pinned in staging: promote it to staging (and "
                              "verify it there) before prod")
+    prefix = args.prefix or bucket_prefix(args.stack_dir, args.from_stack, args.to_stack)
     source_bucket = args.source_bucket or stack_output(args.from_stack, "modelBucketName")
     target_bucket = args.target_bucket or stack_output(args.to_stack, "modelBucketName")
     source = source or s3_client(args.source_profile, args.endpoint_url)
@@ -136,8 +154,8 @@ def promote(args: argparse.Namespace, source: Any = None, target: Any = None,
     command = (f"pulumi config set --path modelRepository.version {version} "
                f"--stack {args.to_stack}")
     if args.dry_run:
-        manifest = read_manifest(source, source_bucket, args.prefix, version)
-        problems = verify(source, source_bucket, args.prefix, manifest)
+        manifest = read_manifest(source, source_bucket, prefix, version)
+        problems = verify(source, source_bucket, prefix, manifest)
         if problems:
             raise RegistryError("source version is corrupted:\n  " + "\n  ".join(problems))
         print(f"would copy {len(manifest['files'])} object(s) of {version} from "
@@ -145,7 +163,7 @@ def promote(args: argparse.Namespace, source: Any = None, target: Any = None,
         return version
     pinned_text(args.stack_dir, args.to_stack, version)  # refuse before copying, not after
     result = copy_version(source, target, source_bucket=source_bucket,
-                          target_bucket=target_bucket, prefix=args.prefix, version=version,
+                          target_bucket=target_bucket, prefix=prefix, version=version,
                           copy_object=copy_object)
     changed = pin(args.stack_dir, args.to_stack, version)
     print(f"{version}: {result.copied} object(s) copied, {result.already_there} already in "
@@ -168,7 +186,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--source-profile", help="AWS profile for reading the source bucket")
     p.add_argument("--target-profile", help="AWS profile for writing the target bucket")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (tests, MinIO)")
-    p.add_argument("--prefix", default="models")
+    p.add_argument("--prefix", help="default: the stacks' modelRepository.prefix")
     p.add_argument("--stack-dir", type=Path, default=ROOT)
     return p
 

@@ -25,6 +25,10 @@ class RegistryError(Exception):
     """A version that is missing, incomplete or corrupted; nothing was changed by the command."""
 
 
+class MissingVersion(RegistryError):
+    """The bucket answered that the version's manifest is not there."""
+
+
 def manifest_key(prefix: str, version: str) -> str:
     return f"{prefix}/manifests/{version}.json"
 
@@ -56,7 +60,7 @@ def read_manifest(s3: Any, bucket: str, prefix: str, version: str) -> dict[str, 
     try:
         body = s3.get_object(Bucket=bucket, Key=manifest_key(prefix, version))["Body"].read()
     except s3.exceptions.NoSuchKey:
-        raise RegistryError(f"s3://{bucket}/{manifest_key(prefix, version)}: no such version "
+        raise MissingVersion(f"s3://{bucket}/{manifest_key(prefix, version)}: no such version "
                             "(no manifest: never published, or its copy never finished)") from None
     except s3.exceptions.ClientError as exc:
         # Without s3:ListBucket, S3 answers AccessDenied instead of NoSuchKey.

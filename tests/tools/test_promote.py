@@ -224,3 +224,30 @@ def test_a_stack_file_it_cannot_edit_safely_is_refused_before_copying(s3, publis
         promotion.promote(args(stacks, url, version=version))
     assert path.read_text() == before
     assert keys(client, STAGING) == []
+
+
+def with_prefix(stacks, stack, prefix):
+    path = stacks / f"Pulumi.{stack}.yaml"
+    path.write_text(path.read_text() + f"  mlserve:modelRepository:\n    prefix: {prefix}\n")
+
+
+def test_the_prefix_comes_from_the_stack_files(s3, stacks):
+    url, client = s3
+    repo = repository.load(ROOT_DIR / "model_repo")
+    version = publish(client, repo, DEV, "team-a/models")
+    for stack in ("dev", "staging"):
+        with_prefix(stacks, stack, "team-a/models")
+    promotion.promote(args(stacks, url, version=version))
+    assert keys(client, STAGING) == keys(client, DEV)
+    expected = [object_key("team-a/models", version, f) for f in repo.files]
+    assert keys(client, STAGING) == sorted(expected + [manifest_key("team-a/models", version)])
+    assert promotion.pinned_version(stacks, "staging") == version
+
+
+def test_stacks_with_different_prefixes_are_refused_before_copying(s3, published, stacks):
+    url, client = s3
+    version, _ = published
+    with_prefix(stacks, "staging", "elsewhere")
+    with pytest.raises(promotion.PromotionError, match="modelRepository.prefix differs"):
+        promotion.promote(args(stacks, url, version=version))
+    assert keys(client, STAGING) == []
