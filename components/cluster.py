@@ -21,10 +21,9 @@ from components.iam import (
     partition_of,
     service_trust_policy,
 )
+from components.k8s import SYSTEM_NODE_SELECTOR, SYSTEM_POOL
 from components.node_group import NodeGroup, NodeGroupArgs
 
-SYSTEM_POOL = "system"
-POOL_LABEL = "mlserve.io/pool"
 # Installed before any node joins: nodes need the CNI and kube-proxy to become Ready.
 ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
 # Their pods need somewhere to run.
@@ -146,7 +145,7 @@ class Cluster(pulumi.ComponentResource):
                 desired_size=system.min_size if system.desired_size is None
                 else system.desired_size,
                 disk_size_gib=system.disk_size_gib,
-                labels={POOL_LABEL: SYSTEM_POOL},
+                labels=dict(SYSTEM_NODE_SELECTOR),
                 instance_tags=args.instance_tags,
                 depends_on=[*self._node_role_policies, *before_nodes],
             ),

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.config import GpuNodeGroupConfig
+from components.k8s import POOL_LABEL
 from components.node_group import NodeGroup, NodeGroupArgs, Taint
 
 GPU_TAINT = Taint(key="nvidia.com/gpu", value="true", effect="NO_SCHEDULE")
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
-POOL_LABEL = "mlserve.io/pool"
 # The platform layer decides per node whether to install the NVIDIA device plugin (AL2023 needs
 # it; Bottlerocket NVIDIA ships its own), so the AMI family is a label.
 AMI_FAMILY_LABEL = "mlserve.io/ami-family"

@@ -13,8 +13,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import ServedModelConfig
-from components.gpu_node_groups import GPU_PRESENT_LABEL, POOL_LABEL
-from components.k8s import GPU_TOLERATION
+from components.gpu_node_groups import GPU_PRESENT_LABEL
+from components.k8s import GPU_TOLERATION, POOL_LABEL
 from components.monitoring import DASHBOARD_LABEL, NAMESPACE as MONITORING_NAMESPACE
 from components.monitoring import PROMETHEUS_URL
 from components.serving_platform import TRITON_RUNTIME

@@ -11,10 +11,10 @@ import pulumi_kubernetes as k8s
 
 from components.versions import CHARTS
 
-SYSTEM_POOL_LABEL = "mlserve.io/pool"
+POOL_LABEL = "mlserve.io/pool"
 SYSTEM_POOL = "system"
 # Controllers run on the system node group only, never on (expensive, tainted) GPU nodes.
-SYSTEM_NODE_SELECTOR: dict[str, str] = {SYSTEM_POOL_LABEL: SYSTEM_POOL}
+SYSTEM_NODE_SELECTOR: dict[str, str] = {POOL_LABEL: SYSTEM_POOL}
 GPU_TOLERATION: dict[str, str] = {"key": "nvidia.com/gpu", "operator": "Exists",
                                   "effect": "NoSchedule"}
 

@@ -17,6 +17,8 @@ NAMESPACE = "istio-system"
 # reports the address of Service <ingressService> (both in istiod's namespace): the gateway
 # release is named so both defaults match.
 GATEWAY_RELEASE = "istio-ingressgateway"
+# The gateway pods' `istio` label, which Gateways select.
+GATEWAY_SELECTOR = GATEWAY_RELEASE.removeprefix("istio-")
 INGRESS_CLASS = "istio"
 INGRESS_CONTROLLER = "istio.io/ingress-controller"
 
@@ -40,7 +42,7 @@ def istiod_values(high_availability: bool) -> dict[str, Any]:
             "ingressClass": INGRESS_CLASS,
             "ingressControllerMode": "STRICT",
             "ingressService": GATEWAY_RELEASE,
-            "ingressSelector": GATEWAY_RELEASE.removeprefix("istio-"),
+            "ingressSelector": GATEWAY_SELECTOR,
         },
         "global": {"defaultPodDisruptionBudget": {"enabled": high_availability}},
     }

@@ -18,7 +18,7 @@ import pulumi_aws as aws
 from components.config import ModelRepositoryConfig
 from tools.models import repository as triton_repository
 from tools.models.repository import Repository, RepositoryError
-from tools.registry import manifest_body, manifest_for, manifest_key
+from tools.registry import manifest_body, manifest_for, manifest_key, object_key
 
 
 class ModelRepositoryError(pulumi.RunError):
@@ -40,10 +40,6 @@ CONTENT_TYPES = {".pbtxt": "text/plain", ".txt": "text/plain", ".json": "applica
 
 def content_type(relative: str) -> str:
     return CONTENT_TYPES.get(Path(relative).suffix, "application/octet-stream")
-
-
-def object_key(prefix: str, content_hash: str, relative: str) -> str:
-    return f"{prefix}/{content_hash}/{relative}"
 
 
 @dataclass

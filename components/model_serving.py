@@ -24,7 +24,7 @@ from components.inference_service import (
     custom_resource,
     inference_service,
 )
-from components.mesh import GATEWAY_RELEASE
+from components.mesh import GATEWAY_SELECTOR
 from components.seldon import RCLONE_SECRET, rclone_env, seldon_deployment
 from components.serving_platform import MODELS_GATEWAY
 from components.mesh import NAMESPACE as MESH_NAMESPACE
@@ -112,7 +112,7 @@ def gateway_pod_monitor() -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
         "metadata": {"name": "istio-ingressgateway", "namespace": MESH_NAMESPACE},
-        "spec": {"selector": {"matchLabels": {"istio": GATEWAY_RELEASE.removeprefix("istio-")}},
+        "spec": {"selector": {"matchLabels": {"istio": GATEWAY_SELECTOR}},
                  "podMetricsEndpoints": [{"port": "http-envoy-prom", "path": "/stats/prometheus",
                                           "interval": "15s"}]},
     }
@@ -155,7 +155,7 @@ def network_policy(namespace: str, backend: str = "kserve") -> dict:
                 {"from": [{"namespaceSelector": {"matchLabels": {
                               "kubernetes.io/metadata.name": MESH_NAMESPACE}},
                            "podSelector": {"matchLabels": {
-                               "istio": GATEWAY_RELEASE.removeprefix("istio-")}}}],
+                               "istio": GATEWAY_SELECTOR}}}],
                  "ports": [{"protocol": "TCP", "port": port} for port in serving_ports]},
                 {"from": [{"namespaceSelector": {"matchLabels": {
                               "kubernetes.io/metadata.name": MONITORING_NAMESPACE}},

@@ -21,12 +21,11 @@ class _Publisher(ResourceProvider):
 
     @staticmethod
     def _client(props: dict[str, Any]) -> Any:
-        import boto3
+        from tools.registry import s3_client
 
-        session = boto3.session.Session(aws_access_key_id=props.get("access_key_id"),
-                                        aws_secret_access_key=props.get("secret_access_key"),
-                                        region_name=props.get("region"))
-        return session.client("s3", endpoint_url=props.get("endpoint"))
+        return s3_client(endpoint_url=props.get("endpoint"), region=props.get("region"),
+                         access_key_id=props.get("access_key_id"),
+                         secret_access_key=props.get("secret_access_key"))
 
     def _publish(self, props: dict[str, Any]) -> dict[str, Any]:
         from pathlib import Path

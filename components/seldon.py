@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gpu_node_groups import GPU_PRESENT_LABEL, POOL_LABEL
+from components.gpu_node_groups import GPU_PRESENT_LABEL
 from components.inference_service import (
     SELDON_PREDICTOR,
     ModelPlan,
@@ -19,8 +19,8 @@ from components.inference_service import (
     custom_resource,
     demand_query,
 )
-from components.k8s import BASELINE, GPU_TOLERATION, helm_release, namespace
-from components.mesh import GATEWAY_RELEASE
+from components.k8s import BASELINE, GPU_TOLERATION, POOL_LABEL, helm_release, namespace
+from components.mesh import GATEWAY_SELECTOR
 from components.monitoring import PROMETHEUS_URL
 from components.versions import TRITON_IMAGE
 
@@ -49,7 +49,7 @@ def gateway(mesh_namespace: str) -> dict[str, Any]:
     return {
         "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
         "metadata": {"name": GATEWAY, "namespace": mesh_namespace},
-        "spec": {"selector": {"istio": GATEWAY_RELEASE.removeprefix("istio-")},
+        "spec": {"selector": {"istio": GATEWAY_SELECTOR},
                  "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
                               "hosts": ["*"]}]},
     }

@@ -18,7 +18,7 @@ from components.k8s import (
     namespace,
     resources,
 )
-from components.mesh import INGRESS_CLASS
+from components.mesh import GATEWAY_SELECTOR, INGRESS_CLASS
 from components.versions import TRITON_IMAGE
 
 NAMESPACE = "kserve"
@@ -32,7 +32,7 @@ def models_gateway(namespace: str, domain: str) -> dict[str, Any]:
     return {
         "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
         "metadata": {"name": MODELS_GATEWAY, "namespace": namespace},
-        "spec": {"selector": {"istio": "ingressgateway"},
+        "spec": {"selector": {"istio": GATEWAY_SELECTOR},
                  "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
                               "hosts": [f"{namespace}/*.{domain}"]}]},
     }

@@ -389,9 +389,9 @@ def model_gpu_toleration(args: Any, report: Report) -> None:
     """A model asking for a GPU tolerates the GPU taint, or it can never be scheduled."""
     for predictor in _predictors(args.props):
         limits = ((predictor.get("model") or {}).get("resources") or {}).get("limits") or {}
-        if "nvidia.com/gpu" in limits and not any(
-                t.get("key") == "nvidia.com/gpu" for t in predictor.get("tolerations") or []):
-            report(f"{args.name}: requests a GPU without the nvidia.com/gpu toleration")
+        if GPU_TAINT["key"] in limits and not any(
+                t.get("key") == GPU_TAINT["key"] for t in predictor.get("tolerations") or []):
+            report(f"{args.name}: requests a GPU without the {GPU_TAINT['key']} toleration")
 
 
 @resource_rule("model-non-root", ISVC)
@@ -433,7 +433,7 @@ def prod_model_availability(args: Any, report: Report) -> None:
     """In prod every model keeps at least two replicas and a PodDisruptionBudget."""
     if environment(args.resources) != "prod":
         return
-    budgets = {(r.props.get("metadata") or {}).get("name")
+    budgets = {_dict(r.props.get("metadata")).get("name")
                for r in _of(args.resources, "kubernetes:policy/v1:PodDisruptionBudget")}
     for service in _of(args.resources, ISVC):
         name = _dict(service.props.get("metadata")).get("name")

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from components.config import ModelRepositoryConfig
-from tools.registry import RegistryError, copy_version, read_manifest, verify
+from tools.registry import RegistryError, copy_version, read_manifest, s3_client, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ("dev", "staging", "prod")
@@ -115,22 +115,18 @@ def pinned_text(stack_dir: Path, stack: str, version: str) -> str | None:
 
 def pin(stack_dir: Path, stack: str, version: str) -> bool:
     """Set mlserve:modelRepository.version in the stack file; returns whether it changed."""
-    new = pinned_text(stack_dir, stack, version)
-    if new is not None:
-        stack_file(stack_dir, stack).write_text(new)
-    return new is not None
+    return _write(stack_dir, stack, pinned_text(stack_dir, stack, version))
+
+
+def _write(stack_dir: Path, stack: str, text: str | None) -> bool:
+    if text is not None:
+        stack_file(stack_dir, stack).write_text(text)
+    return text is not None
 
 
 def pinned_from_text(text: str) -> str | None:
     config = (yaml.safe_load(text) or {}).get("config") or {}
     return (config.get("mlserve:modelRepository") or {}).get("version")
-
-
-def s3_client(profile: str | None, endpoint_url: str | None) -> Any:
-    import boto3
-
-    session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
-    return session.client("s3", endpoint_url=endpoint_url)
 
 
 def promote(args: argparse.Namespace, source: Any = None, target: Any = None,
@@ -149,8 +145,8 @@ def promote(args: argparse.Namespace, source: Any = None, target: Any = None,
     prefix = args.prefix or bucket_prefix(args.stack_dir, args.from_stack, args.to_stack)
     source_bucket = args.source_bucket or stack_output(args.from_stack, "modelBucketName")
     target_bucket = args.target_bucket or stack_output(args.to_stack, "modelBucketName")
-    source = source or s3_client(args.source_profile, args.endpoint_url)
-    target = target or s3_client(args.target_profile, args.endpoint_url)
+    source = source or s3_client(profile=args.source_profile, endpoint_url=args.endpoint_url)
+    target = target or s3_client(profile=args.target_profile, endpoint_url=args.endpoint_url)
     command = (f"pulumi config set --path modelRepository.version {version} "
                f"--stack {args.to_stack}")
     if args.dry_run:
@@ -161,11 +157,11 @@ def promote(args: argparse.Namespace, source: Any = None, target: Any = None,
         print(f"would copy {len(manifest['files'])} object(s) of {version} from "
               f"s3://{source_bucket} to s3://{target_bucket}, then run:\n  {command}")
         return version
-    pinned_text(args.stack_dir, args.to_stack, version)  # refuse before copying, not after
+    pinned = pinned_text(args.stack_dir, args.to_stack, version)  # refuse before copying
     result = copy_version(source, target, source_bucket=source_bucket,
                           target_bucket=target_bucket, prefix=prefix, version=version,
                           copy_object=copy_object)
-    changed = pin(args.stack_dir, args.to_stack, version)
+    changed = _write(args.stack_dir, args.to_stack, pinned)
     print(f"{version}: {result.copied} object(s) copied, {result.already_there} already in "
           f"s3://{target_bucket}, all verified; "
           + (f"pinned in {stack_file(args.stack_dir, args.to_stack).name}"

@@ -21,6 +21,17 @@ from tools.models.repository import Repository
 MANIFEST_FORMAT = 1
 
 
+def s3_client(*, profile: str | None = None, endpoint_url: str | None = None,
+              access_key_id: str | None = None, secret_access_key: str | None = None,
+              region: str | None = None) -> Any:
+    """An S3 client; every argument left None falls back to boto3's usual lookup."""
+    import boto3
+
+    session = boto3.session.Session(profile_name=profile, aws_access_key_id=access_key_id,
+                                    aws_secret_access_key=secret_access_key, region_name=region)
+    return session.client("s3", endpoint_url=endpoint_url)
+
+
 class RegistryError(Exception):
     """A version that is missing, incomplete or corrupted; nothing was changed by the command."""
 

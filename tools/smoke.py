@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.models.triton import READY_PATH
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,7 +63,7 @@ def _call(endpoint: Endpoint, path: str, body: dict | None = None,
 
 def check(endpoint: Endpoint) -> list[tuple[str, bool, str]]:
     results = []
-    for path in ("/v2/health/live", "/v2/health/ready", f"/v2/models/{endpoint.model}/ready"):
+    for path in ("/v2/health/live", READY_PATH, f"/v2/models/{endpoint.model}/ready"):
         try:
             status, _ = _call(endpoint, path)
         except OSError as exc:

@@ -278,3 +278,13 @@ def test_environment_of_a_stack_on_an_existing_cluster():
         "name": "models", "labels": {"mlserve.io/environment": "prod"}}})
     assert environment([namespace]) == "prod"
     assert run_rule("prod-model-availability", [namespace, isvc(minReplicas=1)])
+
+
+def test_the_packs_copies_of_stack_constants_match_the_stack():
+    """The pack runs in its own environment, so it keeps copies; they must not drift."""
+    from components.gpu_node_groups import GPU_TAINT
+    from components.versions import SUPPORTED_KUBERNETES_VERSIONS
+    from policy import rules
+
+    assert rules.SUPPORTED_KUBERNETES_VERSIONS == SUPPORTED_KUBERNETES_VERSIONS
+    assert rules.GPU_TAINT == {"key": GPU_TAINT.key, "effect": GPU_TAINT.effect}

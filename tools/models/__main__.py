@@ -74,16 +74,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    import boto3
-
-    from tools.registry import publish
+    from tools.registry import manifest_key, publish, s3_client
 
     repo = _validate(args.repository, torch_checks=not args.no_torch)
-    s3 = boto3.session.Session(profile_name=args.profile).client(
-        "s3", endpoint_url=args.endpoint_url)
+    s3 = s3_client(profile=args.profile, endpoint_url=args.endpoint_url)
     version = publish(s3, repo, args.bucket, args.prefix)
     print(f"published s3://{args.bucket}/{args.prefix}/{version} "
-          f"({len(repo.files)} files, manifest {args.prefix}/manifests/{version}.json)",
+          f"({len(repo.files)} files, manifest {manifest_key(args.prefix, version)})",
           file=sys.stderr)
     print(version)
     return 0

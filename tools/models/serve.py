@@ -29,7 +29,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tools.models.repository import CONFIG_FILE, CUSTOM_CONFIGS, Repository
-from tools.models.triton import METRICS_ARGS
+from tools.models.triton import METRICS_ARGS, READY_PATH
 
 TWIN_MODEL = Path(__file__).parent / "twin_model.py"
 LOOPBACK = "127.0.0.1"
@@ -202,7 +202,7 @@ class TritonServer:
                 raise RuntimeError(f"tritonserver exited with {self._process.returncode}:\n"
                                    f"{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as answer:
+                with urllib.request.urlopen(f"{self.url}{READY_PATH}", timeout=2) as answer:
                     ready = answer.status == 200
                 # Ready means every endpoint: the metrics server starts on its own port.
                 with urllib.request.urlopen(self.metrics_url, timeout=2) as answer:
