@@ -257,7 +257,6 @@ if server_runtime is not None and mesh is not None and serving is not None:
             region=config.region,
             bucket=bucket_name,
             reader_role_arn=reader_role_arn,
-            ingress_domain=platform.kserve.ingress_domain,
             ingress_address=platform.istio.external_address or mesh.ingress_hostname,
             backend=backend,
             s3_endpoint=(bucket.cluster_endpoint

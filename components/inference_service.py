@@ -151,13 +151,20 @@ def _external(query: str, target: str) -> dict[str, Any]:
     }}
 
 
+def keda_triggers(plan: ModelPlan) -> list[tuple[str, str]]:
+    """(Prometheus query, threshold) pairs KEDA scales on, for either backend: Triton's backlog,
+    plus the gateway's demand so a model scaled to zero wakes up."""
+    triggers = [(backlog_query(plan.namespace, plan.name, plan.version, plan.backend),
+                 str(plan.config.target_pending_requests))]
+    if plan.config.min_replicas == 0:
+        triggers.append((demand_query(plan), "1"))
+    return triggers
+
+
 def _autoscaling(plan: ModelPlan) -> dict[str, Any]:
     config = plan.config
     if config.autoscaler == "keda":
-        metrics = [_external(backlog_query(plan.namespace, plan.name, plan.version),
-                             str(config.target_pending_requests))]
-        if config.min_replicas == 0:
-            metrics.append(_external(demand_query(plan), "1"))
+        metrics = [_external(query, threshold) for query, threshold in keda_triggers(plan)]
     else:
         metrics = [{"type": "Resource", "resource": {
             "name": "cpu",

@@ -175,7 +175,6 @@ class ModelServingArgs:
     region: str
     bucket: pulumi.Input[str]
     reader_role_arn: pulumi.Input[str] | None
-    ingress_domain: str
     ingress_address: pulumi.Input[str]
     backend: str = "kserve"
     s3_endpoint: str | None = None
@@ -257,7 +256,7 @@ class ModelServing(pulumi.ComponentResource):
             # Seldon routes by path on its gateway: /seldon/<namespace>/<deployment>/...
             base, host = f"{address}/seldon/{plan.namespace}/{plan.name}", address
         else:
-            base, host = address, model_host(plan.name, plan.namespace, args.ingress_domain)
+            base, host = address, plan.ingress_host
         return {
             "url": f"http://{base}/v2/models/{plan.name}/infer",
             "host": host,

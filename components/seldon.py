@@ -15,9 +15,8 @@ from components.gpu_node_groups import GPU_PRESENT_LABEL
 from components.inference_service import (
     SELDON_PREDICTOR,
     ModelPlan,
-    backlog_query,
     custom_resource,
-    demand_query,
+    keda_triggers,
 )
 from components.k8s import BASELINE, GPU_TOLERATION, POOL_LABEL, helm_release, namespace
 from components.mesh import GATEWAY_SELECTOR
@@ -72,13 +71,9 @@ def seldon_deployment(plan: ModelPlan, bucket: str) -> dict[str, Any]:
             "minReplicaCount": config.min_replicas,
             "maxReplicaCount": config.max_replicas,
             "triggers": [{"type": "prometheus", "metadata": {
-                "serverAddress": PROMETHEUS_URL,
-                "query": backlog_query(plan.namespace, plan.name, plan.version, "seldon"),
-                "threshold": str(config.target_pending_requests)}}],
+                "serverAddress": PROMETHEUS_URL, "query": query, "threshold": threshold}}
+                for query, threshold in keda_triggers(plan)],
         }}
-        if config.min_replicas == 0:
-            scaling["kedaSpec"]["triggers"].append({"type": "prometheus", "metadata": {
-                "serverAddress": PROMETHEUS_URL, "query": demand_query(plan), "threshold": "1"}})
     else:
         scaling = {"hpaSpec": {
             "minReplicas": max(config.min_replicas, 1), "maxReplicas": config.max_replicas,
