@@ -46,3 +46,18 @@ def test_locust_scenario_runs_headless_against_the_server(local_triton):
                and "POST" in line)
     requests, failures = (int(v.split("(")[0]) for v in row.split()[2:4])
     assert requests > 0 and failures == 0, row
+
+
+def test_load_from_a_stack_keeps_the_scheme_and_the_seldon_path(monkeypatch):
+    from tools.load import __main__ as load
+
+    runs = []
+    endpoint = smoke.Endpoint(model="cifar10", base="https://nlb.example.com/seldon/models/cifar10",
+                              host=None)
+    monkeypatch.setattr(load, "endpoints_from_stack", lambda stack: [endpoint])
+    monkeypatch.setattr(load.subprocess, "run",
+                        lambda cmd, env: runs.append((cmd, env)) or subprocess.CompletedProcess(cmd, 0))
+    assert load.main(["--stack", "dev", "--duration", "1s"]) == 0
+    command, env = runs[0]
+    assert command[command.index("-H") + 1] == "https://nlb.example.com"
+    assert env["PATH_PREFIX"] == "/seldon/models/cifar10"

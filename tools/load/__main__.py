@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tools.smoke import endpoints_from_stack
 
@@ -45,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = next((e for e in endpoints if e.model == (args.model or e.model)), None)
         if chosen is None:
             parser.error(f"no model {args.model!r} in stack {args.stack}")
-        scheme_host, _, path = chosen.base.partition("//")[2].partition("/")
-        base, prefix = f"http://{scheme_host}", f"/{path}" if path else ""
+        parts = urlsplit(chosen.base.rstrip("/"))
+        base, prefix = f"{parts.scheme}://{parts.netloc}", parts.path
         host, model = chosen.host, chosen.model
     else:
         parser.error("give --stack, or --url (and --host)")
