@@ -14,16 +14,19 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import cache
 from typing import Annotated, Any, Literal
 
 import pulumi
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -43,12 +46,19 @@ _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _IAM_PRINCIPAL_ARN = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
 
 
+Loc = tuple[str | int, ...]
+"""A key path in camelCase, e.g. ("gpuNodeGroups", 0, "maxSize")."""
+Problem = tuple[Loc, str]
+"""One problem: where, and what is wrong (the message does not repeat the key)."""
+
+
 class ConfigRuleError(ValueError):
     """Cross-field rule violations, each relative to the model that checks them."""
 
-    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str]]):
+    def __init__(self, problems: Sequence[Problem]):
         self.problems = list(problems)
-        super().__init__("; ".join(message for _, message in self.problems))
+        super().__init__("; ".join(f"{_key_path(loc)}: {message}"
+                                   for loc, message in self.problems))
 
 
 class ConfigError(pulumi.RunError):
@@ -79,6 +89,13 @@ def _quoted_string(value: Any) -> Any:
 Cidr = Annotated[str, BeforeValidator(_cidr)]
 
 
+def _no_reserved_tags(value: dict[str, str]) -> dict[str, str]:
+    reserved = sorted(k for k in value if k.lower().startswith("aws:"))
+    if reserved:
+        raise ValueError(f"must not use the reserved aws: prefix, got {reserved}")
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, alias_generator=to_camel
@@ -102,11 +119,11 @@ class ExistingVpcConfig(_Model):
         for key, ids in (("privateSubnetIds", self.private_subnet_ids),
                          ("publicSubnetIds", self.public_subnet_ids)):
             if len(set(ids)) != len(ids):
-                problems.append(((key,), f"{key}: must not repeat a subnet, got {ids}"))
+                problems.append(((key,), f"must not repeat a subnet, got {ids}"))
         shared = sorted(set(self.private_subnet_ids) & set(self.public_subnet_ids))
         if shared:
             problems.append((("publicSubnetIds",),
-                             f"publicSubnetIds: must not also be private subnets, got {shared}"))
+                             f"must not also be private subnets, got {shared}"))
         if problems:
             raise ConfigRuleError(problems)
         return self
@@ -157,10 +174,10 @@ class NetworkConfig(_Model):
         if self.existing_vpc is not None:
             owned = {"vpcCidr", "privateSubnetCidrs", "publicSubnetCidrs", "natGateways"}
             for key in sorted(owned & {to_camel(f) for f in self.model_fields_set}):
-                problems.append(((key,), f"{key}: must not be set together with existingVpc"))
+                problems.append(((key,), "must not be set together with existingVpc"))
         if self.availability_zones is not None and len(self.availability_zones) != self.az_count:
             problems.append((("availabilityZones",),
-                             f"availabilityZones: must list azCount ({self.az_count}) zones, "
+                             f"must list azCount ({self.az_count}) zones, "
                              f"got {len(self.availability_zones)}"))
         vpc = ipaddress.IPv4Network(self.vpc_cidr)
         seen: list[tuple[str, ipaddress.IPv4Network]] = []
@@ -169,16 +186,16 @@ class NetworkConfig(_Model):
             if cidrs is None:
                 continue
             if len(cidrs) != self.az_count:
-                problems.append(((key,), f"{key}: must list azCount ({self.az_count}) CIDRs, "
+                problems.append(((key,), f"must list azCount ({self.az_count}) CIDRs, "
                                          f"got {len(cidrs)}"))
             for index, cidr in enumerate(cidrs):
                 net = ipaddress.IPv4Network(cidr)
                 if not net.subnet_of(vpc):
-                    problems.append(((key, index), f"{key}[{index}]: must lie inside vpcCidr "
+                    problems.append(((key, index), "must lie inside vpcCidr "
                                                    f"{vpc}, got {net}"))
                 for other_key, other in seen:
                     if net.overlaps(other):
-                        problems.append(((key, index), f"{key}[{index}]: overlaps {other} "
+                        problems.append(((key, index), f"overlaps {other} "
                                                        f"({other_key}), got {net}"))
                 seen.append((f"{key}[{index}]", net))
         if problems:
@@ -256,19 +273,19 @@ class ClusterConfig(_Model):
         problems: list[tuple[tuple[str | int, ...], str]] = []
         if self.mode == "existing":
             if not self.kubeconfig:
-                problems.append((("kubeconfig",), "kubeconfig: required with mode existing"))
+                problems.append((("kubeconfig",), "required with mode existing"))
         elif self.kubeconfig or self.context:
-            problems.append((("kubeconfig",), "kubeconfig: kubeconfig and context only with mode "
+            problems.append((("kubeconfig",), "kubeconfig and context only with mode "
                                               "existing"))
         if self.mode == "eks" and not self.admin_principal_arns:
             problems.append((("adminPrincipalArns",),
-                             "adminPrincipalArns: must name at least one IAM role or user; the "
+                             "must name at least one IAM role or user; the "
                              "identity running `pulumi up` needs cluster access"))
         if len(set(self.admin_principal_arns)) != len(self.admin_principal_arns):
-            problems.append((("adminPrincipalArns",), "adminPrincipalArns: must not repeat an ARN"))
+            problems.append((("adminPrincipalArns",), "must not repeat an ARN"))
         missing = [t for t in REQUIRED_LOG_TYPES if t not in self.log_types]
         if missing:
-            problems.append((("logTypes",), f"logTypes: must include {list(REQUIRED_LOG_TYPES)}, "
+            problems.append((("logTypes",), f"must include {list(REQUIRED_LOG_TYPES)}, "
                                             f"missing {missing}"))
         if problems:
             raise ConfigRuleError(problems)
@@ -278,11 +295,11 @@ class ClusterConfig(_Model):
 def _scaling_problems(group: Any) -> list[tuple[tuple[str | int, ...], str]]:
     problems: list[tuple[tuple[str | int, ...], str]] = []
     if group.max_size < group.min_size:
-        problems.append((("maxSize",), f"maxSize: must be >= minSize ({group.min_size}), "
+        problems.append((("maxSize",), f"must be >= minSize ({group.min_size}), "
                                        f"got {group.max_size}"))
     desired = group.desired_size
     if desired is not None and not group.min_size <= desired <= group.max_size:
-        problems.append((("desiredSize",), f"desiredSize: must be between minSize "
+        problems.append((("desiredSize",), "must be between minSize "
                                            f"({group.min_size}) and maxSize ({group.max_size}), "
                                            f"got {desired}"))
     return problems
@@ -460,21 +477,21 @@ class ServedModelConfig(_Model):
     def _rules(self) -> ServedModelConfig:
         problems: list[tuple[tuple[str | int, ...], str]] = []
         if self.max_replicas < self.min_replicas:
-            problems.append((("maxReplicas",), f"maxReplicas: must be >= minReplicas "
+            problems.append((("maxReplicas",), "must be >= minReplicas "
                                                f"({self.min_replicas}), got {self.max_replicas}"))
         if self.autoscaler == "hpa" and self.min_replicas < 1:
-            problems.append((("minReplicas",), "minReplicas: the hpa autoscaler can't scale to "
+            problems.append((("minReplicas",), "the hpa autoscaler can't scale to "
                                                "zero; use keda or minReplicas >= 1"))
         if self.canary is not None:
             if self.min_replicas < 1:
-                problems.append((("canary",), "canary: needs minReplicas >= 1 (KServe keeps a "
+                problems.append((("canary",), "needs minReplicas >= 1 (KServe keeps a "
                                               "canary at most at the stable floor)"))
             elif self.canary.replicas > self.min_replicas:
                 problems.append((("canary", "replicas"),
-                                 f"canary.replicas: must be <= minReplicas ({self.min_replicas}), "
+                                 f"must be <= minReplicas ({self.min_replicas}), "
                                  f"got {self.canary.replicas}"))
             if self.canary.version is not None and self.canary.version == self.version:
-                problems.append((("canary", "version"), "canary.version: must differ from "
+                problems.append((("canary", "version"), "must differ from "
                                                         "version"))
         if problems:
             raise ConfigRuleError(problems)
@@ -494,7 +511,7 @@ class SeldonConfig(_Model):
         newer = tuple(int(p) for p in self.version.split(".")) > tuple(
             int(p) for p in versions.SELDON_LAST_APACHE_VERSION.split("."))
         if newer and not self.accept_business_source_license:
-            raise ConfigRuleError([(("version",), f"version: {self.version} is under the "
+            raise ConfigRuleError([(("version",), f"{self.version} is under the "
                                     "Business Source License 1.1; set "
                                     "acceptBusinessSourceLicense: true to use it, or use "
                                     f"{versions.SELDON_LAST_APACHE_VERSION}")])
@@ -620,7 +637,7 @@ class PlatformConfig(_Model):
             ("dcgmExporter", "monitoring",
              self.dcgm_exporter.enabled and not self.monitoring.enabled),
         )
-        problems = [((part, "enabled"), f"{part}.enabled: needs {dependency}.enabled, "
+        problems = [((part, "enabled"), f"needs {dependency}.enabled, "
                                         f"which is false")
                     for part, dependency, broken in needs if broken]
         if problems:
@@ -634,8 +651,9 @@ class StackConfig(_Model):
     environment: Environment = Field(description="dev, staging, prod or local; prod adds strict "
                                      "rules.")
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region.")
-    tags: dict[Annotated[str, Field(min_length=1, max_length=128)],
-               Annotated[str, Field(max_length=256)]] = Field(
+    tags: Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)],
+                         Annotated[str, Field(max_length=256)]],
+                    AfterValidator(_no_reserved_tags)] = Field(
         default_factory=dict, description="Tags for every AWS resource (with mlserve's own)."
     )
     network: NetworkConfig = Field(default_factory=NetworkConfig, description="The VPC.")
@@ -668,157 +686,6 @@ class StackConfig(_Model):
         None, description="s3Compatible: secret key (`--secret`); default with platform.minio: "
         "generated.")
 
-    @field_validator("tags")
-    @classmethod
-    def _no_reserved_tags(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = sorted(k for k in value if k.lower().startswith("aws:"))
-        if reserved:
-            raise ValueError(f"must not use the reserved aws: prefix, got {reserved}")
-        return value
-
-    @model_validator(mode="after")
-    def _rules(self) -> StackConfig:
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        names = [g.name for g in self.gpu_node_groups]
-        for index, name in enumerate(names):
-            if name in names[:index]:
-                problems.append((("gpuNodeGroups", index, "name"),
-                                 f"gpuNodeGroups[{index}].name: must be unique, got {name!r} twice"))
-        problems += self._placement_problems()
-        pools = {g.name: g for g in self.gpu_node_groups}
-        serving = self.model_serving
-        for name, model in (serving.models if serving.backend != "none" else {}).items():
-            where = ("modelServing", "models", name)
-            key = f"modelServing.models.{name}"
-            if model.gpu_pool is not None and model.gpu_pool not in pools:
-                problems.append(((*where, "gpuPool"), f"{key}.gpuPool: must name one of "
-                                 f"gpuNodeGroups {sorted(pools)}, got {model.gpu_pool!r}"))
-            if model.gpus == 0 and model.gpu_pool is not None:
-                problems.append(((*where, "gpuPool"), f"{key}.gpuPool: not with gpus 0 (CPU)"))
-            if model.gpus > 0 and not pools:
-                problems.append(((*where, "gpus"), f"{key}.gpus: no gpuNodeGroups to run on; "
-                                 "set gpus 0 to serve on CPU"))
-            default_pool = self.gpu_node_groups[0].name if pools else None
-            pool = pools.get(model.gpu_pool or default_pool)
-            if pool is not None and model.gpus > pool.gpus_per_node:
-                problems.append(((*where, "gpus"), f"{key}.gpus: pool {pool.name!r} nodes have "
-                                 f"{pool.gpus_per_node} GPU(s), got {model.gpus}"))
-            if model.min_replicas == 0 and not serving.allow_scale_to_zero:
-                problems.append(((*where, "minReplicas"), f"{key}.minReplicas: 0 needs "
-                                 "modelServing.allowScaleToZero"))
-            if self.environment == "prod" and model.min_replicas < 2:
-                problems.append(((*where, "minReplicas"), f"{key}.minReplicas: must be >= 2 in "
-                                 f"prod, got {model.min_replicas}"))
-            if model.canary is not None and serving.backend != "kserve":
-                problems.append(((*where, "canary"), f"{key}.canary: needs backend kserve"))
-            if (model.canary is not None and model.canary.version is None
-                    and self.model_repository.version is not None):
-                problems.append(((*where, "canary", "version"),
-                                 f"{key}.canary.version: must be set when modelRepository.version "
-                                 "is pinned (the folder's hash is not uploaded then)"))
-            if len(f"{name}-{serving.namespace}") > 63:
-                problems.append(((*where,), f"{key}: <model>-<namespace> is the host's first "
-                                 "label and must be at most 63 characters"))
-            if model.autoscaler == "keda" and not (self.platform.keda.enabled
-                                                   and self.platform.monitoring.enabled):
-                problems.append(((*where, "autoscaler"), f"{key}.autoscaler: keda needs "
-                                 "platform.keda and platform.monitoring enabled"))
-            if (model.autoscaler == "hpa" and self.cluster.mode == "eks"
-                    and not self.platform.metrics_server.enabled):
-                problems.append(((*where, "autoscaler"), f"{key}.autoscaler: hpa scales on CPU "
-                                 "and needs platform.metricsServer enabled on the stack's cluster"))
-        if serving.backend == "seldon" and not (self.platform.istio.enabled
-                                                and self.platform.keda.enabled
-                                                and self.platform.kserve.enabled):
-            problems.append((("modelServing", "backend"), "modelServing.backend: seldon needs "
-                             "platform.istio, platform.keda and platform.kserve enabled (the "
-                             "serving platform owns the meshed model namespace)"))
-        if serving.backend == "kserve" and not self.platform.kserve.enabled:
-            problems.append((("modelServing", "backend"), "modelServing.backend: kserve needs "
-                             "platform.kserve.enabled"))
-        if self.environment == "prod":
-            if serving.allow_scale_to_zero:
-                problems.append((("modelServing", "allowScaleToZero"),
-                                 "modelServing.allowScaleToZero: must be false in prod"))
-            if not self.model_bucket.protect and self.model_bucket.mode == "create":
-                problems.append((("modelBucket", "protect"),
-                                 "modelBucket.protect: must be true in prod, got false"))
-            if self.model_bucket.force_destroy:
-                problems.append((("modelBucket", "forceDestroy"),
-                                 "modelBucket.forceDestroy: must be false in prod, got true"))
-            if "0.0.0.0/0" in self.cluster.public_access_cidrs:
-                problems.append((("cluster", "publicAccessCidrs"),
-                                 "cluster.publicAccessCidrs: must not include 0.0.0.0/0 in prod"))
-        if problems:
-            raise ConfigRuleError(problems)
-        return self
-
-    def _placement_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Rules tying the cluster mode, the model store and the AWS-only platform parts."""
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        eks = self.cluster.mode == "eks"
-        bucket = self.model_bucket
-        if eks and not self.gpu_node_groups:
-            problems.append((("gpuNodeGroups",), "gpuNodeGroups: must have at least 1 item(s) "
-                             "with cluster.mode eks"))
-        istio = self.platform.istio
-        if (eks and istio.enabled and istio.gateway_service_type == "LoadBalancer"
-                and not self.platform.load_balancer_controller.enabled):
-            # The gateway's NLB comes from the controller.
-            problems.append((("platform", "istio", "enabled"), "platform.istio.enabled: needs "
-                             "loadBalancerController.enabled, which is false"))
-        if not eks:
-            for part in ("loadBalancerController", "clusterAutoscaler"):
-                if getattr(self.platform, to_snake(part)).enabled:
-                    problems.append((("platform", part, "enabled"),
-                                     f"platform.{part}.enabled: needs cluster.mode eks"))
-            if bucket.mode == "create":
-                problems.append((("modelBucket", "mode"), "modelBucket.mode: create needs "
-                                 "cluster.mode eks; use existing or s3Compatible"))
-        if bucket.mode != "create" and not bucket.name:
-            problems.append((("modelBucket", "name"), f"modelBucket.name: required with mode "
-                             f"{bucket.mode}"))
-        if bucket.mode == "existing" and not bucket.reader_role_arn:
-            problems.append((("modelBucket", "readerRoleArn"), "modelBucket.readerRoleArn: "
-                             "required with mode existing (IRSA for the model pods)"))
-        if bucket.mode == "s3Compatible":
-            if not bucket.endpoint:
-                problems.append((("modelBucket", "endpoint"), "modelBucket.endpoint: required "
-                                 "with mode s3Compatible"))
-            keys = self.model_store_access_key_id and self.model_store_secret_access_key
-            if not keys and not self.platform.minio.enabled:
-                problems.append((("modelStoreAccessKeyId",), "modelStoreAccessKeyId: "
-                                 "s3Compatible needs modelStoreAccessKeyId and "
-                                 "modelStoreSecretAccessKey (or platform.minio)"))
-        key_fields = [self.model_store_access_key_id, self.model_store_secret_access_key]
-        if any(key_fields) and bucket.mode != "s3Compatible":
-            problems.append((("modelStoreAccessKeyId",), "modelStoreAccessKeyId: keys only with "
-                             "modelBucket.mode s3Compatible (S3 is read through IRSA)"))
-        elif any(key_fields) and not all(key_fields):
-            problems.append((("modelStoreAccessKeyId",), "modelStoreAccessKeyId: set both "
-                             "modelStoreAccessKeyId and modelStoreSecretAccessKey, or neither"))
-        if bucket.mode == "create":
-            for field, value in (("name", bucket.name), ("readerRoleArn", bucket.reader_role_arn),
-                                 ("endpoint", bucket.endpoint),
-                                 ("clusterEndpoint", bucket.cluster_endpoint)):
-                if value:
-                    problems.append((("modelBucket", field), f"modelBucket.{field}: not with "
-                                     "mode create (the stack names and owns the bucket)"))
-        if bucket.mode == "s3Compatible" and self.model_serving.backend == "seldon":
-            problems.append((("modelServing", "backend"), "modelServing.backend: seldon reads "
-                             "S3 through IRSA only; use kserve with an S3-compatible store"))
-        if self.environment == "prod" and self.platform.minio.enabled:
-            problems.append((("platform", "minio", "enabled"), "platform.minio.enabled: a "
-                             "single-replica MinIO is not a prod model store"))
-        if self.platform.minio.enabled and bucket.mode != "s3Compatible":
-            problems.append((("platform", "minio", "enabled"), "platform.minio.enabled: needs "
-                             "modelBucket.mode s3Compatible"))
-        if self.platform.istio.gateway_node_port and \
-                self.platform.istio.gateway_service_type != "NodePort":
-            problems.append((("platform", "istio", "gatewayNodePort"),
-                             "platform.istio.gatewayNodePort: needs gatewayServiceType NodePort"))
-        return problems
-
     def cluster_name(self, stack: str) -> str:
         return self.cluster.name or f"mlserve-{stack}"
 
@@ -826,6 +693,250 @@ class StackConfig(_Model):
     def high_availability(self) -> bool:
         configured = self.platform.high_availability
         return self.environment == "prod" if configured is None else configured
+
+
+# ---- cross-section rules --------------------------------------------------------------------
+# A rule reads several sections of a validated StackConfig and yields (key path, message) for
+# each problem, the message without the key. Rules run even when other sections are invalid: a
+# rule that reads an invalid section is skipped (see `check_rules`), every other rule still
+# reports, so one run lists every problem.
+
+StackRule = Callable[[StackConfig], Iterable[Problem]]
+RULES: list[StackRule] = []
+
+
+def rule(func: StackRule) -> StackRule:
+    """Register a cross-section rule."""
+    RULES.append(func)
+    return func
+
+
+@rule
+def unique_pool_names(config: StackConfig) -> Iterator[Problem]:
+    names = [g.name for g in config.gpu_node_groups]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            yield ("gpuNodeGroups", index, "name"), f"must be unique, got {name!r} twice"
+
+
+@rule
+def eks_needs_gpu_pools(config: StackConfig) -> Iterator[Problem]:
+    if config.cluster.mode == "eks" and not config.gpu_node_groups:
+        yield ("gpuNodeGroups",), "must have at least 1 item(s) with cluster.mode eks"
+
+
+@rule
+def gateway_load_balancer_needs_controller(config: StackConfig) -> Iterator[Problem]:
+    istio = config.platform.istio
+    if (config.cluster.mode == "eks" and istio.enabled
+            and istio.gateway_service_type == "LoadBalancer"
+            and not config.platform.load_balancer_controller.enabled):
+        # The gateway's NLB comes from the controller.
+        yield (("platform", "istio", "enabled"),
+               "needs loadBalancerController.enabled, which is false")
+
+
+@rule
+def aws_parts_need_eks(config: StackConfig) -> Iterator[Problem]:
+    if config.cluster.mode == "eks":
+        return
+    for part in ("loadBalancerController", "clusterAutoscaler"):
+        if getattr(config.platform, to_snake(part)).enabled:
+            yield ("platform", part, "enabled"), "needs cluster.mode eks"
+    if config.model_bucket.mode == "create":
+        yield (("modelBucket", "mode"),
+               "create needs cluster.mode eks; use existing or s3Compatible")
+
+
+@rule
+def bucket_mode_fields(config: StackConfig) -> Iterator[Problem]:
+    bucket = config.model_bucket
+    if bucket.mode != "create" and not bucket.name:
+        yield ("modelBucket", "name"), f"required with mode {bucket.mode}"
+    if bucket.mode == "existing" and not bucket.reader_role_arn:
+        yield (("modelBucket", "readerRoleArn"),
+               "required with mode existing (IRSA for the model pods)")
+    if bucket.mode == "s3Compatible" and not bucket.endpoint:
+        yield ("modelBucket", "endpoint"), "required with mode s3Compatible"
+    if bucket.mode == "create":
+        for field, value in (("name", bucket.name), ("readerRoleArn", bucket.reader_role_arn),
+                             ("endpoint", bucket.endpoint),
+                             ("clusterEndpoint", bucket.cluster_endpoint)):
+            if value:
+                yield (("modelBucket", field),
+                       "not with mode create (the stack names and owns the bucket)")
+
+
+@rule
+def store_credentials(config: StackConfig) -> Iterator[Problem]:
+    keys = [config.model_store_access_key_id, config.model_store_secret_access_key]
+    mode = config.model_bucket.mode
+    if mode == "s3Compatible" and not all(keys) and not config.platform.minio.enabled:
+        yield (("modelStoreAccessKeyId",), "s3Compatible needs modelStoreAccessKeyId and "
+               "modelStoreSecretAccessKey (or platform.minio)")
+    if any(keys) and mode != "s3Compatible":
+        yield (("modelStoreAccessKeyId",),
+               "keys only with modelBucket.mode s3Compatible (S3 is read through IRSA)")
+    elif any(keys) and not all(keys):
+        yield (("modelStoreAccessKeyId",),
+               "set both modelStoreAccessKeyId and modelStoreSecretAccessKey, or neither")
+
+
+@rule
+def minio_placement(config: StackConfig) -> Iterator[Problem]:
+    if not config.platform.minio.enabled:
+        return
+    if config.environment == "prod":
+        yield (("platform", "minio", "enabled"),
+               "a single-replica MinIO is not a prod model store")
+    if config.model_bucket.mode != "s3Compatible":
+        yield ("platform", "minio", "enabled"), "needs modelBucket.mode s3Compatible"
+
+
+@rule
+def gateway_node_port_needs_node_port_service(config: StackConfig) -> Iterator[Problem]:
+    istio = config.platform.istio
+    if istio.gateway_node_port and istio.gateway_service_type != "NodePort":
+        yield ("platform", "istio", "gatewayNodePort"), "needs gatewayServiceType NodePort"
+
+
+@rule
+def backend_needs_its_platform(config: StackConfig) -> Iterator[Problem]:
+    serving, platform = config.model_serving, config.platform
+    if serving.backend == "seldon" and not (platform.istio.enabled and platform.keda.enabled
+                                            and platform.kserve.enabled):
+        yield (("modelServing", "backend"), "seldon needs platform.istio, platform.keda and "
+               "platform.kserve enabled (the serving platform owns the meshed model namespace)")
+    if serving.backend == "seldon" and config.model_bucket.mode == "s3Compatible":
+        yield (("modelServing", "backend"),
+               "seldon reads S3 through IRSA only; use kserve with an S3-compatible store")
+    if serving.backend == "kserve" and not platform.kserve.enabled:
+        yield ("modelServing", "backend"), "kserve needs platform.kserve.enabled"
+
+
+def served_models(config: StackConfig) -> Iterator[tuple[Loc, str, ServedModelConfig]]:
+    """(key path, name, settings) of every model listed under modelServing.models that will be
+    served (none with backend none)."""
+    serving = config.model_serving
+    if serving.backend == "none":
+        return
+    for name, model in serving.models.items():
+        yield ("modelServing", "models", name), name, model
+
+
+@rule
+def model_placement(config: StackConfig) -> Iterator[Problem]:
+    pools = {g.name: g for g in config.gpu_node_groups}
+    default_pool = config.gpu_node_groups[0].name if pools else None
+    for where, _, model in served_models(config):
+        if model.gpu_pool is not None and model.gpu_pool not in pools:
+            yield ((*where, "gpuPool"),
+                   f"must name one of gpuNodeGroups {sorted(pools)}, got {model.gpu_pool!r}")
+        if model.gpus == 0 and model.gpu_pool is not None:
+            yield (*where, "gpuPool"), "not with gpus 0 (CPU)"
+        if model.gpus > 0 and not pools:
+            yield (*where, "gpus"), "no gpuNodeGroups to run on; set gpus 0 to serve on CPU"
+        pool = pools.get(model.gpu_pool or default_pool or "")
+        if pool is not None and model.gpus > pool.gpus_per_node:
+            yield ((*where, "gpus"),
+                   f"pool {pool.name!r} nodes have {pool.gpus_per_node} GPU(s), got {model.gpus}")
+
+
+@rule
+def model_replica_floor(config: StackConfig) -> Iterator[Problem]:
+    for where, _, model in served_models(config):
+        if model.min_replicas == 0 and not config.model_serving.allow_scale_to_zero:
+            yield (*where, "minReplicas"), "0 needs modelServing.allowScaleToZero"
+        if config.environment == "prod" and model.min_replicas < 2:
+            yield (*where, "minReplicas"), f"must be >= 2 in prod, got {model.min_replicas}"
+
+
+@rule
+def model_canary(config: StackConfig) -> Iterator[Problem]:
+    for where, _, model in served_models(config):
+        if model.canary is None:
+            continue
+        if config.model_serving.backend != "kserve":
+            yield (*where, "canary"), "needs backend kserve"
+        if model.canary.version is None and config.model_repository.version is not None:
+            yield ((*where, "canary", "version"), "must be set when modelRepository.version is "
+                   "pinned (the folder's hash is not uploaded then)")
+
+
+@rule
+def model_host_fits(config: StackConfig) -> Iterator[Problem]:
+    for where, name, _ in served_models(config):
+        if len(f"{name}-{config.model_serving.namespace}") > 63:
+            yield (where, "<model>-<namespace> is the host's first label and must be at most "
+                   "63 characters")
+
+
+@rule
+def model_autoscaler_parts(config: StackConfig) -> Iterator[Problem]:
+    platform = config.platform
+    for where, _, model in served_models(config):
+        if model.autoscaler == "keda" and not (platform.keda.enabled
+                                               and platform.monitoring.enabled):
+            yield ((*where, "autoscaler"),
+                   "keda needs platform.keda and platform.monitoring enabled")
+        if (model.autoscaler == "hpa" and config.cluster.mode == "eks"
+                and not platform.metrics_server.enabled):
+            yield ((*where, "autoscaler"), "hpa scales on CPU and needs "
+                   "platform.metricsServer enabled on the stack's cluster")
+
+
+@rule
+def prod_keeps_models_warm(config: StackConfig) -> Iterator[Problem]:
+    if config.environment == "prod" and config.model_serving.allow_scale_to_zero:
+        yield ("modelServing", "allowScaleToZero"), "must be false in prod"
+
+
+@rule
+def prod_bucket_kept(config: StackConfig) -> Iterator[Problem]:
+    if config.environment != "prod":
+        return
+    bucket = config.model_bucket
+    if not bucket.protect and bucket.mode == "create":
+        yield ("modelBucket", "protect"), "must be true in prod, got false"
+    if bucket.force_destroy:
+        yield ("modelBucket", "forceDestroy"), "must be false in prod, got true"
+
+
+@rule
+def prod_endpoint_restricted(config: StackConfig) -> Iterator[Problem]:
+    if config.environment == "prod" and "0.0.0.0/0" in config.cluster.public_access_cidrs:
+        yield ("cluster", "publicAccessCidrs"), "must not include 0.0.0.0/0 in prod"
+
+
+class SectionUnavailable(Exception):
+    """A rule read a section of the stack configuration that failed validation."""
+
+
+class _InvalidSection:
+    """Stands in for a section that failed validation: any use of it skips the rule."""
+
+    __slots__ = ("key",)
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, key: str):
+        object.__setattr__(self, "key", key)
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise SectionUnavailable(self.key)
+
+    __getattr__ = __iter__ = __len__ = __bool__ = __contains__ = __getitem__ = _refuse
+    __eq__ = __lt__ = __gt__ = _refuse  # type: ignore[assignment]
+
+
+def check_rules(config: StackConfig) -> list[Problem]:
+    """Every cross-section problem; rules that need an invalid section are skipped."""
+    problems: list[Problem] = []
+    for check in RULES:
+        try:
+            problems += list(check(config))
+        except SectionUnavailable:
+            continue
+    return problems
 
 
 # ---- reading and reporting ----------------------------------------------------------------------
@@ -862,7 +973,7 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _describe(error: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+def _describe(error: Mapping[str, Any]) -> list[Problem]:
     """(loc, message) pairs for one pydantic error, in the project's wording."""
     loc = tuple(error["loc"])
     ctx = error.get("ctx") or {}
@@ -870,7 +981,7 @@ def _describe(error: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str
     kind = error["type"]
     cause = ctx.get("error")
     if isinstance(cause, ConfigRuleError):
-        return [(loc + sub, message.split(": ", 1)[1]) for sub, message in cause.problems]
+        return [(loc + sub, message) for sub, message in cause.problems]
     if kind == "extra_forbidden":
         owner = _model_at(loc[:-1])
         allowed = ", ".join(sorted(to_camel(n) for n in owner.model_fields)) if owner else "?"
@@ -899,24 +1010,59 @@ def _describe(error: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str
 SECRET_KEYS = ("grafanaAdminPassword", "modelStoreAccessKeyId", "modelStoreSecretAccessKey")
 
 
+@cache
+def _section_adapter(name: str) -> TypeAdapter[Any]:
+    field = StackConfig.model_fields[name]
+    # The field's type with its constraints (pattern, lengths), without its alias.
+    return TypeAdapter(Annotated[(field.annotation, *field.metadata)]
+                       if field.metadata else field.annotation)
+
+
+def validate_sections(raw: Mapping[str, Any]) -> tuple[StackConfig, list[Problem]]:
+    """Each top-level section validated on its own, so one bad section hides nothing else.
+
+    Returns a StackConfig in which every invalid section is a stand-in that makes the rules
+    reading it skip (see `check_rules`), and the problems found in the sections.
+    """
+    problems: list[Problem] = []
+    aliases = {to_camel(name): name for name in StackConfig.model_fields}
+    values: dict[str, Any] = {}
+    for alias, name in aliases.items():
+        field = StackConfig.model_fields[name]
+        if alias not in raw:
+            if field.is_required():
+                problems.append(((alias,), "is required"))
+                values[name] = _InvalidSection(alias)
+            else:
+                values[name] = field.get_default(call_default_factory=True)
+            continue
+        try:
+            values[name] = _section_adapter(name).validate_python(raw[alias])
+        except ValidationError as exc:
+            problems += [problem for error in exc.errors(include_url=False)
+                         for problem in _describe({**error, "loc": (alias, *error["loc"])})]
+            values[name] = _InvalidSection(alias)
+    allowed = ", ".join(sorted(aliases))
+    problems += [((key,), f"unknown key; allowed keys here: {allowed}")
+                 for key in raw if key not in aliases]
+    return StackConfig.model_construct(**values), problems
+
+
 def parse(raw: Mapping[str, Any], secret_keys: Sequence[str] = ()) -> StackConfig:
     """Validate the raw `mlserve:` values (keys without the namespace) into a StackConfig.
 
+    Every problem of every section and every cross-section rule is reported in one ConfigError.
     `secret_keys` are the keys the engine holds encrypted; a secret stored in plain text in a
     stack file is an error.
     """
-    problems = [f"{NAMESPACE}:{key}: must be set with `pulumi config set --secret`, it is stored "
-                f"in plain text" for key in SECRET_KEYS if key in raw and key not in secret_keys]
-    try:
-        config = StackConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        problems += [
-            f"{NAMESPACE}:{_key_path(loc)}: {message}"
-            for error in exc.errors(include_url=False)
-            for loc, message in _describe(error)
-        ]
+    problems: list[Problem] = [
+        ((key,), "must be set with `pulumi config set --secret`, it is stored in plain text")
+        for key in SECRET_KEYS if key in raw and key not in secret_keys]
+    config, section_problems = validate_sections(raw)
+    problems += section_problems + check_rules(config)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([f"{NAMESPACE}:{_key_path(loc)}: {message}"
+                           for loc, message in problems])
     return config
 
 

@@ -187,6 +187,24 @@ def test_all_problems_are_reported_together():
     assert str(error).startswith("invalid stack configuration (4 problem(s)):")
 
 
+def test_rules_across_sections_still_report_when_a_section_is_invalid():
+    """A section that fails validation hides nothing: every rule that doesn't read it runs."""
+    error = rejected("prod", {"network.azCount": 1, "modelBucket.forceDestroy": True,
+                              "cluster.publicAccessCidrs": ["0.0.0.0/0"]})
+    paths = [p.split(": ", 1)[0] for p in error.problems]
+    assert paths == ["mlserve:network.azCount", "mlserve:modelBucket.forceDestroy",
+                     "mlserve:cluster.publicAccessCidrs"], error.problems
+
+
+def test_a_rule_reading_an_invalid_section_is_skipped_not_crashed():
+    # modelServing is invalid: the per-model rules can't run, the bucket rule still does.
+    error = rejected("prod", {"modelServing.models.cifar10.minReplicas": "many",
+                              "modelBucket.forceDestroy": True})
+    assert error.problems == [
+        "mlserve:modelServing.models.cifar10.minReplicas: must be an integer, got 'many'",
+        "mlserve:modelBucket.forceDestroy: must be false in prod, got true"]
+
+
 def test_engine_strings_are_converted_by_field_type():
     # `pulumi config set --path network.azCount 3` stores the string "3".
     config = stack_config.parse({
