@@ -34,7 +34,7 @@ from components.storage import Storage, StorageArgs
 
 # Validated in full before anything is registered: a bad stack file or a broken model touches
 # nothing.
-config = stack_config.load()
+config = stack_config.load(Path(__file__).parent)
 model_repo = load_model_repository(config.model_repository, Path(__file__).parent)
 model_plans = plan_models(config, model_repo)
 stack = pulumi.get_stack()

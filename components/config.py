@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pulumi
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,7 +36,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel, to_snake
 
-from components import versions
+from components import naming, versions
 
 NAMESPACE = "mlserve"
 
@@ -425,28 +428,88 @@ class ModelRepositoryConfig(_Model):
                                 "in the bucket) instead of uploading the folder.")
 
 
-_QUANTITY = r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$"
 _CONTENT_HASH = r"^[0-9a-f]{20}$"
+
+# Kubernetes quantities, limited to the forms that make sense for a model server's requests.
+_CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)$")
+_MEMORY_MIB = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 ** 2, "k": 1000 / 1024 ** 2,
+               "M": 1000 ** 2 / 1024 ** 2, "G": 1000 ** 3 / 1024 ** 2, "T": 1000 ** 4 / 1024 ** 2}
+
+
+def cpu_millicores(quantity: str) -> float:
+    """"2" -> 2000, "1.5" -> 1500, "500m" -> 500 (a quantity `_cpu_quantity` accepted)."""
+    number, milli = _CPU.fullmatch(quantity).groups()  # type: ignore[union-attr]
+    return float(number) * (1 if milli else 1000)
+
+
+def memory_mib(quantity: str) -> float:
+    """"8Gi" -> 8192, "512Mi" -> 512, "1G" -> 953.67 (a quantity `_memory_quantity` accepted)."""
+    number, unit = _MEMORY.fullmatch(quantity).groups()  # type: ignore[union-attr]
+    return float(number) * _MEMORY_MIB[unit]
+
+
+def _cpu_quantity(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _CPU.fullmatch(value):
+        raise ValueError(f"must be a CPU quantity such as \"2\", \"1.5\" or \"500m\", "
+                         f"got {value!r}")
+    if cpu_millicores(value) <= 0:
+        raise ValueError(f"must be more than 0, got {value!r}")
+    return value
+
+
+def _memory_quantity(value: Any) -> Any:
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value) or (
+            isinstance(value, (int, float)) and not isinstance(value, bool)):
+        raise ValueError(f"must carry a unit such as Mi or Gi (a bare number is bytes), "
+                         f"got {value!r}")
+    if not isinstance(value, str) or not _MEMORY.fullmatch(value):
+        raise ValueError(f"must be a memory quantity such as \"512Mi\" or \"8Gi\", got {value!r}")
+    if memory_mib(value) <= 0:
+        raise ValueError(f"must be more than 0, got {value!r}")
+    return value
+
+
+CpuQuantity = Annotated[str, BeforeValidator(_cpu_quantity)]
+MemoryQuantity = Annotated[str, BeforeValidator(_memory_quantity)]
 
 
 class CanaryConfig(_Model):
-    """A second model version taking a share of the traffic (KServe Standard-mode canary)."""
+    """A second version of a model taking a share of its traffic, served by its own
+    InferenceService next to the stable one (README, "Canary, promotion, rollback")."""
 
     version: str | None = Field(None, pattern=_CONTENT_HASH,
-                                description="Content hash of the canary; default: the "
-                                "repository's current hash.")
+                                description="Content hash of the canary; default: the hash of "
+                                "the model's own files in the repository.")
     percent: int = Field(ge=0, le=100, description="Share of requests routed to the canary "
                          "(0 = dark launch).")
-    replicas: int = Field(1, ge=1, le=20, description="Fixed canary replicas (canaries don't "
-                          "autoscale).")
+    replicas: int = Field(1, ge=1, le=20, description="Canary replicas (its floor); the canary "
+                          "is its own InferenceService, `<model>-canary`.")
+    max_replicas: int | None = Field(None, ge=1, le=100, description="Above `replicas`, the "
+                                     "canary autoscales on its own pods (the model's autoscaler); "
+                                     "default: fixed at `replicas`.")
+
+    @model_validator(mode="after")
+    def _replica_range(self) -> CanaryConfig:
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ConfigRuleError([(("maxReplicas",), f"must be >= replicas ({self.replicas}), "
+                                                      f"got {self.max_replicas}")])
+        return self
+
+    @property
+    def ceiling(self) -> int:
+        return self.max_replicas if self.max_replicas is not None else self.replicas
 
 
 class ServedModelConfig(_Model):
     """How one model of the repository is served, scaled and watched."""
 
     version: str | None = Field(None, pattern=_CONTENT_HASH,
-                                description="Content hash to serve; default: the repository's "
-                                "current hash (pin an older one to roll back).")
+                                description="Content hash to serve; default: the hash of the "
+                                "model's own files in the repository (pin an older one to roll "
+                                "back).")
     gpu_pool: str | None = Field(None, description="GPU node group to run on; default: the "
                                  "first of gpuNodeGroups.")
     min_replicas: int = Field(1, ge=0, le=100, description="Replica floor; 0 only where "
@@ -454,8 +517,10 @@ class ServedModelConfig(_Model):
     max_replicas: int = Field(4, ge=1, le=100, description="Replica ceiling.")
     gpus: int = Field(1, ge=0, le=8, description="GPUs per replica; 0 serves on CPU with the "
                       "model's configs/cpu.pbtxt.")
-    cpu: str = Field("2", pattern=_QUANTITY, description="CPU request (and limit) per replica.")
-    memory: str = Field("8Gi", pattern=_QUANTITY, description="Memory request and limit.")
+    cpu: CpuQuantity = Field("2", description="CPU request (and limit) per replica: \"2\", "
+                             "\"1.5\" or \"500m\".")
+    memory: MemoryQuantity = Field("8Gi", description="Memory request and limit, with its unit "
+                                   "(\"8Gi\", \"512Mi\").")
     autoscaler: Literal["keda", "hpa"] = Field(
         "keda", description="keda: Triton's queue backlog from Prometheus; hpa: CPU fallback.")
     target_pending_requests: int = Field(
@@ -469,6 +534,10 @@ class ServedModelConfig(_Model):
     polling_seconds: int = Field(15, ge=5, le=300, description="KEDA polling interval (Seldon; "
                                  "KServe's KEDA integration keeps KEDA's default, 30 s).")
     canary: CanaryConfig | None = Field(None, description="Canary version and traffic share.")
+    ready_timeout_minutes: int = Field(
+        30, ge=1, le=240, description="How long `pulumi up` waits for a new version's replicas "
+        "to be Ready (GPU node, image pull, model load) before it fails naming the model; not "
+        "for a stable track at minReplicas 0.")
     slo_p95_ms: int = Field(100, ge=1, description="p95 latency SLO; alert above it.")
     max_error_rate: float = Field(0.01, gt=0, lt=1, description="Alert above this failure "
                                   "ratio.")
@@ -482,17 +551,9 @@ class ServedModelConfig(_Model):
         if self.autoscaler == "hpa" and self.min_replicas < 1:
             problems.append((("minReplicas",), "the hpa autoscaler can't scale to "
                                                "zero; use keda or minReplicas >= 1"))
-        if self.canary is not None:
-            if self.min_replicas < 1:
-                problems.append((("canary",), "needs minReplicas >= 1 (KServe keeps a "
-                                              "canary at most at the stable floor)"))
-            elif self.canary.replicas > self.min_replicas:
-                problems.append((("canary", "replicas"),
-                                 f"must be <= minReplicas ({self.min_replicas}), "
-                                 f"got {self.canary.replicas}"))
-            if self.canary.version is not None and self.canary.version == self.version:
-                problems.append((("canary", "version"), "must differ from "
-                                                        "version"))
+        if (self.canary is not None and self.canary.version is not None
+                and self.canary.version == self.version):
+            problems.append((("canary", "version"), "must differ from version"))
         if problems:
             raise ConfigRuleError(problems)
         return self
@@ -532,8 +593,8 @@ class ModelServingConfig(_Model):
                                       "and a model load).")
     seldon: SeldonConfig = Field(default_factory=SeldonConfig,
                                  description="Seldon Core settings (backend seldon).")
-    # <model>-v-<hash10>-predictor must fit a 63-character Service name.
-    models: dict[Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")],
+    # A DNS-1035 label; the length every generated name allows is checked by `model_names_fit`.
+    models: dict[Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")],
                  ServedModelConfig] = Field(
         default_factory=dict, description="Models to serve, by name; default: every model in "
         "the repository with default settings.")
@@ -872,6 +933,165 @@ def model_host_fits(config: StackConfig) -> Iterator[Problem]:
 
 
 @rule
+def model_names_fit(config: StackConfig) -> Iterator[Problem]:
+    """Every name KServe and KEDA derive from a model's fits its limit (components/naming.py)."""
+    for where, name, _ in served_models(config):
+        if problems := naming.name_problems(name):
+            yield (where, f"model names may have at most {naming.MAX_MODEL_NAME_LENGTH} "
+                   f"characters ({len(name)} here): " + "; ".join(problems))
+
+
+# Namespaces the cluster or the platform itself owns: the stack creates the model namespace (with
+# sidecar injection) and its NetworkPolicy, which must not land in any of these.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "istio-system",
+                       "kserve", "keda", "monitoring", "cert-manager", "nvidia", "minio",
+                       "seldon-system")
+
+
+@rule
+def model_namespace_not_reserved(config: StackConfig) -> Iterator[Problem]:
+    namespace = config.model_serving.namespace
+    if namespace in RESERVED_NAMESPACES or namespace.startswith("kube-"):
+        yield (("modelServing", "namespace"), f"{namespace!r} belongs to the cluster or the "
+               "platform; models need a namespace of their own")
+
+
+def _model_pool(config: StackConfig, model: ServedModelConfig) -> GpuNodeGroupConfig | None:
+    """The GPU pool a model runs on (None: on CPU, the system nodes)."""
+    if model.gpus == 0 or not config.gpu_node_groups:
+        return None
+    name = model.gpu_pool or config.gpu_node_groups[0].name
+    return next((g for g in config.gpu_node_groups if g.name == name), None)
+
+
+def pod_requests(model: ServedModelConfig) -> tuple[float, float]:
+    """(CPU millicores, memory MiB) one model pod requests, Istio's sidecar included."""
+    cpu, memory = versions.SIDECAR_REQUESTS
+    return cpu_millicores(model.cpu) + cpu, memory_mib(model.memory) + memory
+
+
+def node_room(instance_type: str) -> tuple[int, int] | None:
+    """(CPU millicores, memory MiB) a node leaves for model pods, or None if not in the facts
+    table (components/versions.py)."""
+    facts = versions.INSTANCE_FACTS.get(instance_type)
+    if facts is None:
+        return None
+    cpu, memory = versions.DAEMONSET_ALLOWANCE
+    return facts.allocatable_cpu_millicores - cpu, facts.allocatable_memory_mib - memory
+
+
+def replicas_per_node(model: ServedModelConfig, instance_types: Sequence[str]) -> int | None:
+    """How many replicas of `model` the smallest of `instance_types` holds (None: unknown)."""
+    rooms = [node_room(t) for t in instance_types]
+    if not rooms or any(r is None for r in rooms):
+        return None
+    cpu, memory = pod_requests(model)
+    fits = [int(room_cpu // cpu) for room_cpu, _ in rooms] + \
+        [int(room_memory // memory) for _, room_memory in rooms]  # type: ignore[misc]
+    if model.gpus:
+        fits += [versions.INSTANCE_FACTS[t].gpus // model.gpus for t in instance_types]
+    return min(fits)
+
+
+@rule
+def model_fits_its_nodes(config: StackConfig) -> Iterator[Problem]:
+    """One replica's requests fit the allocatable of the smallest instance type it may land on:
+    its GPU pool, or (gpus 0, on the stack's own EKS) the system node group."""
+    for where, _, model in served_models(config):
+        pool = _model_pool(config, model)
+        if pool is not None:
+            types, what = pool.instance_types, f"pool {pool.name!r}"
+        elif model.gpus == 0 and config.cluster.mode == "eks":
+            types, what = config.system_node_group.instance_types, "the system node group"
+        else:
+            continue
+        rooms = {t: room for t in types if (room := node_room(t)) is not None}
+        if not rooms:
+            continue
+        cpu, memory = pod_requests(model)
+        # The smallest node for each resource: the autoscaler may add any type of the pool.
+        smallest_cpu = min(rooms, key=lambda t: rooms[t][0])
+        smallest_memory = min(rooms, key=lambda t: rooms[t][1])
+        if cpu > rooms[smallest_cpu][0]:
+            yield ((*where, "cpu"), f"{model.cpu} (+{versions.SIDECAR_REQUESTS[0]}m for "
+                   f"Istio's sidecar) doesn't fit a {smallest_cpu} of {what}: "
+                   f"{rooms[smallest_cpu][0]}m is left for models")
+        if memory > rooms[smallest_memory][1]:
+            yield ((*where, "memory"), f"{model.memory} (+{versions.SIDECAR_REQUESTS[1]}Mi "
+                   f"for Istio's sidecar) doesn't fit a {smallest_memory} of {what}: "
+                   f"{rooms[smallest_memory][1]}Mi is left for models")
+
+
+def rollout_replicas(model: ServedModelConfig) -> int:
+    """Replicas a model's pool must hold during a rollout: each track's floor plus the one extra
+    replica a rolling update with maxUnavailable 0 starts before it stops an old one. One spare
+    is enough for both tracks: whichever surge pod is placed first completes its step and frees
+    a replica for the other."""
+    return model.min_replicas + (model.canary.replicas if model.canary else 0) + 1
+
+
+@rule
+def pools_hold_model_floors(config: StackConfig) -> Iterator[Problem]:
+    """A pool's maxSize nodes hold the floors of every model on it, plus one surge replica per
+    model, or rollouts stall with the new pods Pending (and minReplicas is never reached)."""
+    on_pool: dict[str, list[tuple[Loc, str, ServedModelConfig, int]]] = {}
+    for where, name, model in served_models(config):
+        pool = _model_pool(config, model)
+        per_node = replicas_per_node(model, pool.instance_types) if pool else None
+        if pool is not None and per_node:
+            on_pool.setdefault(pool.name, []).append((where, name, model, per_node))
+    for index, pool in enumerate(config.gpu_node_groups):
+        models = on_pool.get(pool.name, [])
+        nodes = sum(rollout_replicas(model) / per_node for _, _, model, per_node in models)
+        if not models or nodes <= pool.max_size:
+            continue
+        if len(models) == 1:
+            where, name, model, per_node = models[0]
+            yield ((*where, "minReplicas"),
+                   f"{rollout_replicas(model)} replica(s) are needed during a rollout (the "
+                   "floor of each track plus one new replica before an old one stops), pool "
+                   f"{pool.name!r} holds {per_node * pool.max_size} ({per_node} per node, "
+                   f"maxSize {pool.max_size})")
+        else:
+            detail = ", ".join(f"{name}: {rollout_replicas(model)} replica(s), {per_node} per "
+                               f"node" for _, name, model, per_node in models)
+            yield (("gpuNodeGroups", index, "maxSize"),
+                   f"must be >= {math.ceil(nodes)}: the models on pool {pool.name!r} need that "
+                   f"many nodes during a rollout (the floor of each track plus one new replica "
+                   f"per model; "
+                   f"{detail}), got {pool.max_size}")
+
+
+@rule
+def gpu_pools_have_a_device_plugin(config: StackConfig) -> Iterator[Problem]:
+    """Nodes advertise nvidia.com/gpu only through a device plugin: the stack installs NVIDIA's
+    on AL2023 nodes; Bottlerocket's NVIDIA AMI ships one. (Checked while models are served: the
+    platform alone, backend none, may leave GPUs to the cluster's own owners.)"""
+    if (config.cluster.mode != "eks" or config.platform.nvidia_device_plugin.enabled
+            or config.model_serving.backend == "none"):
+        return
+    for index, pool in enumerate(config.gpu_node_groups):
+        if pool.ami_type.startswith("AL2023"):
+            yield (("gpuNodeGroups", index, "amiType"),
+                   f"{pool.ami_type} needs platform.nvidiaDevicePlugin.enabled (the AMI has no "
+                   "device plugin, so no pod could get a GPU); or use BOTTLEROCKET_x86_64_NVIDIA")
+
+
+@rule
+def empty_pools_need_an_autoscaler(config: StackConfig) -> Iterator[Problem]:
+    """Without cluster-autoscaler a pool keeps its desiredSize: at 0 it never gets a node.
+    (Checked while models are served, like the device plugin.)"""
+    if (config.cluster.mode != "eks" or config.platform.cluster_autoscaler.enabled
+            or config.model_serving.backend == "none"):
+        return
+    for index, pool in enumerate(config.gpu_node_groups):
+        if not (pool.desired_size if pool.desired_size is not None else pool.min_size):
+            yield (("gpuNodeGroups", index, "minSize"),
+                   "0 (with no desiredSize) needs platform.clusterAutoscaler.enabled: nothing "
+                   "else would ever add a node, so no model could run on the pool")
+
+
+@rule
 def model_autoscaler_parts(config: StackConfig) -> Iterator[Problem]:
     platform = config.platform
     for where, _, model in served_models(config):
@@ -1048,10 +1268,12 @@ def validate_sections(raw: Mapping[str, Any]) -> tuple[StackConfig, list[Problem
     return StackConfig.model_construct(**values), problems
 
 
-def parse(raw: Mapping[str, Any], secret_keys: Sequence[str] = ()) -> StackConfig:
+def parse(raw: Mapping[str, Any], secret_keys: Sequence[str] = (),
+          file_problems: Sequence[str] = ()) -> StackConfig:
     """Validate the raw `mlserve:` values (keys without the namespace) into a StackConfig.
 
-    Every problem of every section and every cross-section rule is reported in one ConfigError.
+    Every problem of every section and every cross-section rule is reported in one ConfigError,
+    after `file_problems` (found in the stack file itself, e.g. duplicate keys).
     `secret_keys` are the keys the engine holds encrypted; a secret stored in plain text in a
     stack file is an error.
     """
@@ -1060,9 +1282,9 @@ def parse(raw: Mapping[str, Any], secret_keys: Sequence[str] = ()) -> StackConfi
         for key in SECRET_KEYS if key in raw and key not in secret_keys]
     config, section_problems = validate_sections(raw)
     problems += section_problems + check_rules(config)
-    if problems:
-        raise ConfigError([f"{NAMESPACE}:{_key_path(loc)}: {message}"
-                           for loc, message in problems])
+    if problems or file_problems:
+        raise ConfigError([*file_problems, *(f"{NAMESPACE}:{_key_path(loc)}: {message}"
+                                             for loc, message in problems)])
     return config
 
 
@@ -1092,6 +1314,57 @@ def secret_project_keys() -> list[str]:
             or f"{NAMESPACE}:{k}" in from_env]
 
 
-def load() -> StackConfig:
-    """Read and validate this stack's configuration; raises ConfigError listing every problem."""
-    return parse(raw_project_config(), secret_project_keys())
+def duplicate_keys(text: str) -> list[tuple[tuple[str | int, ...], int]]:
+    """(key path, line) of every mapping key that repeats an earlier key of the same mapping,
+    at any depth. YAML loaders, the engine's included, keep the last one silently."""
+    found: list[tuple[tuple[str | int, ...], int]] = []
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                name = str(key.value)
+                if name in seen:
+                    found.append(((*path, name), key.start_mark.line + 1))
+                seen.add(name)
+                walk(value, (*path, name))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return found
+
+
+def stack_file_problems(path: Path) -> list[str]:
+    """Keys listed twice in a stack file, as `mlserve:<key path>: listed twice in <file>`."""
+    if not path.is_file():
+        return []
+    prefix = f"{NAMESPACE}:"
+    problems = []
+    for key_path, line in duplicate_keys(path.read_text()):
+        where = f"listed twice in {path.name} (line {line})"
+        if key_path[:1] == ("config",) and len(key_path) > 1:
+            top = str(key_path[1])
+            if top.startswith(prefix):
+                problems.append(f"{NAMESPACE}:{_key_path((top[len(prefix):], *key_path[2:]))}: "
+                                f"{where}")
+                continue
+            problems.append(f"{_key_path((top, *key_path[2:]))}: {where}")
+        else:
+            problems.append(f"{_key_path(key_path)}: {where}")
+    return problems
+
+
+def load(project_dir: Path | None = None) -> StackConfig:
+    """Read and validate this stack's configuration; raises ConfigError listing every problem.
+
+    The engine hands the program already-merged values, so a key listed twice in the stack file
+    is found by reading `Pulumi.<stack>.yaml` in `project_dir` (when given) again.
+    """
+    duplicates: list[str] = []
+    if project_dir is not None:
+        duplicates = stack_file_problems(project_dir / f"Pulumi.{pulumi.get_stack()}.yaml")
+    return parse(raw_project_config(), secret_project_keys(), duplicates)

@@ -158,6 +158,45 @@ RULES = [
     ("dev", {"modelServing.models.cifar10.autoscaler": "hpa", "modelServing.models.cifar10.minReplicas": 1,
              "platform.metricsServer.enabled": False},
      "mlserve:modelServing.models.cifar10.autoscaler: hpa scales on CPU and needs platform.metricsServer"),
+    # Models that could never be scheduled or served.
+    ("dev", {"modelServing.models.cifar10.cpu": "0"},
+     "mlserve:modelServing.models.cifar10.cpu: must be more than 0, got '0'"),
+    ("dev", {"modelServing.models.cifar10.cpu": "2Gi"},
+     "mlserve:modelServing.models.cifar10.cpu: must be a CPU quantity such as"),
+    ("dev", {"modelServing.models.cifar10.memory": "8"},
+     "mlserve:modelServing.models.cifar10.memory: must carry a unit such as Mi or Gi"),
+    ("dev", {"modelServing.models.cifar10.memory": "0Gi"},
+     "mlserve:modelServing.models.cifar10.memory: must be more than 0"),
+    ("dev", {"modelServing.models.cifar10.cpu": "16"},
+     "mlserve:modelServing.models.cifar10.cpu: 16 (+100m for Istio's sidecar) doesn't fit a "
+     "g4dn.xlarge of pool 't4-spot': 3520m is left for models"),
+    ("dev", {"modelServing.models.cifar10.memory": "64Gi"},
+     "mlserve:modelServing.models.cifar10.memory: 64Gi (+128Mi for Istio's sidecar) doesn't fit "
+     "a g4dn.xlarge of pool 't4-spot'"),
+    ("staging", {"modelServing.models.cifar10.gpus": 0, "modelServing.models.cifar10.gpuPool": None,
+                 "modelServing.models.cifar10.cpu": "4"},
+     "mlserve:modelServing.models.cifar10.cpu: 4 (+100m for Istio's sidecar) doesn't fit a "
+     "m7i.large of the system node group"),
+    ("prod", {"modelServing.models.cifar10.minReplicas": 8},
+     "mlserve:modelServing.models.cifar10.minReplicas: 9 replica(s) are needed during a rollout"),
+    ("staging", {"modelServing.models.cifar10.gpus": 2},
+     "mlserve:modelServing.models.cifar10.gpus: pool 'a10g' nodes have 1 GPU(s), got 2"),
+    ("dev", {"platform.nvidiaDevicePlugin.enabled": False},
+     "mlserve:gpuNodeGroups[0].amiType: AL2023_x86_64_NVIDIA needs "
+     "platform.nvidiaDevicePlugin.enabled"),
+    ("dev", {"platform.clusterAutoscaler.enabled": False},
+     "mlserve:gpuNodeGroups[0].minSize: 0 (with no desiredSize) needs "
+     "platform.clusterAutoscaler.enabled"),
+    ("dev", {"modelServing.namespace": "kube-system"},
+     "mlserve:modelServing.namespace: 'kube-system' belongs to the cluster or the platform"),
+    ("dev", {"modelServing.namespace": "monitoring"},
+     "mlserve:modelServing.namespace: 'monitoring' belongs to the cluster or the platform"),
+    ("dev", {"modelServing.models": {"a" * 38: {"gpuPool": "t4-spot"}}},
+     f"mlserve:modelServing.models.{'a' * 38}: model names may have at most 37 characters "
+     "(38 here): KEDA's HPA (stable) 'keda-hpa-" + "a" * 38 + "-stable-predictor' would be "
+     "64 characters, over 63"),
+    ("dev", {"modelServing.models": {"CIFAR": {}}},
+     "mlserve:modelServing.models.CIFAR.[key]: must match ^[a-z]([-a-z0-9]*[a-z0-9])?$"),
     ("prod", {"modelBucket.protect": False}, "mlserve:modelBucket.protect: must be true in prod, got false"),
     ("prod", {"modelBucket.forceDestroy": True}, "mlserve:modelBucket.forceDestroy: must be false in prod"),
     ("prod", {"cluster.publicAccessCidrs": ["0.0.0.0/0"]},
@@ -203,6 +242,104 @@ def test_a_rule_reading_an_invalid_section_is_skipped_not_crashed():
     assert error.problems == [
         "mlserve:modelServing.models.cifar10.minReplicas: must be an integer, got 'many'",
         "mlserve:modelBucket.forceDestroy: must be false in prod, got true"]
+
+
+def test_a_pool_shared_by_models_must_hold_all_their_floors():
+    models = {"cifar10": {"gpuPool": "a10g", "minReplicas": 4, "maxReplicas": 8},
+              "resnet": {"gpuPool": "a10g", "minReplicas": 4, "maxReplicas": 8}}
+    error = rejected("prod", {"modelServing.models": models})
+    assert ("mlserve:gpuNodeGroups[0].maxSize: must be >= 10: the models on pool 'a10g' need "
+            "that many nodes during a rollout") in "\n".join(error.problems), error.problems
+
+
+def test_bottlerocket_pools_need_no_device_plugin():
+    error = rejected("prod", {"platform.nvidiaDevicePlugin.enabled": False})
+    paths = [p.split(": ", 1)[0] for p in error.problems]
+    assert paths == ["mlserve:gpuNodeGroups[0].amiType"], error.problems  # l4 is Bottlerocket
+
+
+def test_schedulability_problems_are_reported_with_every_other():
+    error = rejected("dev", {"network.azCount": 1, "modelServing.models.cifar10.cpu": "16",
+                             "platform.clusterAutoscaler.enabled": False,
+                             "modelServing.namespace": "kube-system"})
+    paths = [p.split(": ", 1)[0] for p in error.problems]
+    assert sorted(paths) == sorted([
+        "mlserve:network.azCount", "mlserve:modelServing.models.cifar10.cpu",
+        "mlserve:gpuNodeGroups[0].minSize", "mlserve:modelServing.namespace"]), error.problems
+
+
+def test_a_key_listed_twice_in_the_stack_file_is_refused():
+    from tests.harness import ROOT_DIR
+
+    text = (ROOT_DIR / "Pulumi.staging.yaml").read_text()
+    models = "  mlserve:modelServing:\n    models:\n      cifar10:\n"
+    assert models in text
+    twice = text.replace(models, models + "        cpu: \"1\"\n", 1).replace(
+        "  mlserve:region: us-west-2\n", "  mlserve:region: us-west-2\n  mlserve:region: us-east-1\n")
+    twice += "      cifar10:\n        minReplicas: 2\n"
+    lines = twice.splitlines()
+    CPU_TWO = '        cpu: "2"'  # noqa: N806
+
+    def line_of(text: str, occurrence: int = 1) -> int:
+        return [i for i, line in enumerate(lines, 1) if line == text][occurrence]
+
+    graph = evaluate("staging", stack_file=twice)
+    assert isinstance(graph.error, ConfigError) and graph.resources == []
+    assert graph.error.problems[:3] == [
+        "mlserve:region: listed twice in Pulumi.staging.yaml "
+        f"(line {line_of('  mlserve:region: us-east-1', 0)})",
+        "mlserve:modelServing.models.cifar10.cpu: listed twice in Pulumi.staging.yaml "
+        f"(line {line_of(CPU_TWO, 0)})",
+        "mlserve:modelServing.models.cifar10: listed twice in Pulumi.staging.yaml "
+        f"(line {line_of('      cifar10:')})",
+    ], graph.error.problems
+    # Once each, the same file is fine.
+    assert evaluate("staging", stack_file=text).error is None
+
+
+def test_duplicate_keys_are_found_at_any_depth():
+    text = "a:\n  b: [{c: 1, c: 2}]\n  b: 3\nd: 1\n"
+    assert stack_config.duplicate_keys(text) == [(("a", "b", 0, "c"), 2), (("a", "b"), 3)]
+
+
+def test_the_longest_model_name_is_derived_from_the_generated_names():
+    from components import naming
+
+    longest = "m" * naming.MAX_MODEL_NAME_LENGTH
+    assert naming.name_problems(longest) == []
+    assert naming.name_problems(longest + "m")
+    for name in naming.generated_names(longest):
+        assert len(name.value) <= name.limit, name
+
+
+def test_reserved_namespaces_include_every_platform_namespace():
+    from components import (autoscaling, cert_manager, gpu_stack, mesh, monitoring,
+                            object_store, seldon, serving_platform)
+
+    for module in (cert_manager, gpu_stack, mesh, monitoring, object_store, seldon,
+                   serving_platform):
+        assert module.NAMESPACE in stack_config.RESERVED_NAMESPACES, module.__name__
+    assert autoscaling.KEDA_NAMESPACE in stack_config.RESERVED_NAMESPACES
+
+
+@pytest.mark.parametrize(("quantity", "millicores"), [("2", 2000), ("1.5", 1500), ("500m", 500)])
+def test_cpu_quantities(quantity, millicores):
+    assert stack_config.cpu_millicores(quantity) == millicores
+
+
+@pytest.mark.parametrize(("quantity", "mib"), [("8Gi", 8192), ("512Mi", 512), ("1Ti", 1024 ** 2),
+                                               ("1G", 1000 ** 3 / 1024 ** 2)])
+def test_memory_quantities(quantity, mib):
+    assert stack_config.memory_mib(quantity) == pytest.approx(mib)
+
+
+def test_node_room_follows_the_eks_ami_reservations():
+    """g4dn.xlarge: 4 vCPUs, 16 GiB, 29 pods by ENIs (110 assumed, the larger reservation)."""
+    cpu, memory = stack_config.node_room("g4dn.xlarge")
+    reserved_cpu = 60 + 10 + 10  # 6 % of core 1, 1 % of core 2, 0.5 % of cores 3-4
+    assert cpu == 4000 - reserved_cpu - 400
+    assert memory == int(16 * 1024 * 0.925) - (11 * 110 + 255) - 100 - 512
+    assert stack_config.node_room("x9.unknown") is None
 
 
 def test_engine_strings_are_converted_by_field_type():
