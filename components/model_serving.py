@@ -22,7 +22,6 @@ from components.inference_service import (
     InferenceServiceArgs,
     ModelPlan,
     custom_resource,
-    inference_service,
 )
 from components.mesh import GATEWAY_SELECTOR
 from components.seldon import RCLONE_SECRET, rclone_env, seldon_deployment
@@ -65,14 +64,17 @@ def curl_command(address: str, host: str, model: str, body: dict[str, Any]) -> s
 
 
 def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
-    """The models to serve and how, checked against the repository before anything is created."""
+    """The models to serve and how, checked against the repository before anything is created.
+
+    Each model is content-addressed by its own files: unless pinned, a model serves (and a canary
+    tries) the hash of its own folder, so changing one model moves that model only. Every problem
+    is reported at once.
+    """
     serving = config.model_serving
     configured = dict(serving.models)
-    unknown = sorted(set(configured) - set(repository.models))
-    if unknown:
-        raise ConfigError([f"mlserve:modelServing.models.{name}: no such model in "
-                           f"{config.model_repository.path}/ (have {sorted(repository.models)})"
-                           for name in unknown])
+    problems = [f"mlserve:modelServing.models.{name}: no such model in "
+                f"{config.model_repository.path}/ (have {sorted(repository.models)})"
+                for name in sorted(set(configured) - set(repository.models))]
     if not configured:
         floor = 2 if config.environment == "prod" else 1
         keda = config.platform.keda.enabled and config.platform.monitoring.enabled
@@ -83,27 +85,32 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
     plans = []
     default_pool = config.gpu_node_groups[0].name if config.gpu_node_groups else None
     for name, model in sorted(configured.items()):
+        found = repository.models.get(name)
+        if found is None:
+            continue
         on_cpu = model.gpus == 0 or default_pool is None
-        if on_cpu and "cpu" not in repository.models[name].custom_configs:
-            raise ConfigError([f"mlserve:modelServing.models.{name}.gpus: serving on CPU needs "
-                               f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
-                               "(selected with --model-config-name=cpu)"])
-        version = model.version or config.model_repository.version or repository.content_hash
+        if on_cpu and "cpu" not in found.custom_configs:
+            problems.append(f"mlserve:modelServing.models.{name}.gpus: serving on CPU needs "
+                            f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
+                            "(selected with --model-config-name=cpu)")
+        version = model.version or config.model_repository.version or found.content_hash
         canary = None
         if model.canary is not None:
-            canary = model.canary.version or repository.content_hash
+            canary = model.canary.version or found.content_hash
             if canary == version:
-                raise ConfigError([f"mlserve:modelServing.models.{name}.canary.version: the "
-                                   f"canary must differ from the served version ({version}); "
-                                   "pin `version` to the current one first"])
+                problems.append(f"mlserve:modelServing.models.{name}.canary.version: the canary "
+                                f"must differ from the served version ({version}); pin "
+                                "`version` to the current one first")
         plans.append(ModelPlan(
             name=name, namespace=serving.namespace, service_account=serving.service_account,
             storage_prefix=config.model_repository.prefix, version=version, config=model,
             gpu_pool=None if on_cpu else (model.gpu_pool or default_pool), canary_version=canary,
-            example_request=example_request(repository.models[name]), backend=serving.backend,
+            example_request=example_request(found), backend=serving.backend,
             triton_image_tag=config.platform.kserve.triton_image_tag,
             ingress_host=model_host(name, serving.namespace, config.platform.kserve.ingress_domain),
         ))
+    if problems:
+        raise ConfigError(problems)
     return plans
 
 
@@ -240,7 +247,7 @@ class ModelServing(pulumi.ComponentResource):
                 f"{name}-{plan.name}",
                 InferenceServiceArgs(
                     plan=plan, bucket=args.bucket, depends_on=ready, monitoring=args.monitoring,
-                    manifest=seldon_deployment if seldon else inference_service,
+                    manifest=seldon_deployment if seldon else None,
                     gateway=None if seldon else f"{plan.namespace}/{MODELS_GATEWAY}"),
                 pulumi.ResourceOptions(parent=self))
             for plan in args.plans
