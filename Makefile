@@ -74,16 +74,20 @@ BENCH_SECONDS ?= 10
 bench: $(VENV)/.installed
 	$(PY) -m tools.models bench --seconds $(BENCH_SECONDS) --sweep 0,250,500,1000,2000,4000
 
-# ---- after `make up` (see README, "Environments") ----
+# ---- after `make up` (see README, "Smoke and load tests") ----
+# The stack's endpoints come from its outputs (the Pulumi CLI); URL=http://host:port [HOST=...]
+# points them at any V2 endpoint instead, e.g. `make serve`, with no CLI.
+SMOKE_WAIT ?= 600
+TARGET = $(if $(URL),--url $(URL) $(if $(HOST),--host $(HOST)),--stack $(STACK))
 smoke: $(VENV)/.installed
-	@$(PULUMI_BACKEND) $(PY) -m tools.smoke --stack $(STACK)
+	@$(if $(URL),,$(PULUMI_BACKEND)) $(PY) -m tools.smoke $(TARGET) --wait $(SMOKE_WAIT)
 
 USERS ?= 100
 SPAWN ?= 10
 DURATION ?= 180s
 load: $(VENV)/.installed
-	@$(PULUMI_BACKEND) $(PY) -m tools.load --stack $(STACK) --users $(USERS) --spawn $(SPAWN) \
-		--duration $(DURATION)
+	@$(if $(URL),,$(PULUMI_BACKEND)) $(PY) -m tools.load $(TARGET) $(if $(MODEL),--model $(MODEL)) \
+		--users $(USERS) --spawn $(SPAWN) --duration $(DURATION)
 
 config-reference: $(VENV)/.installed
 	$(PY) -m tools.config_reference

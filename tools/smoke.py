@@ -1,9 +1,13 @@
-"""Post-deploy smoke test: liveness, readiness, metadata and a real inference per model.
+"""Post-deploy smoke test: waits for each model to answer, then checks liveness, readiness,
+metadata and a real inference per model.
 
-    python -m tools.smoke --stack dev              # endpoints from the stack's outputs
-    python -m tools.smoke --url http://NLB --host cifar10-models.example.com [--model cifar10]
+    .venv/bin/python -m tools.smoke --stack dev           # endpoints from the stack's outputs
+    .venv/bin/python -m tools.smoke --url http://NLB --host cifar10-models.example.com
+    .venv/bin/python -m tools.smoke --url http://127.0.0.1:8000   # `make serve`, no CLI needed
 
-Exit code 0 when every check passes, 1 otherwise; one line per check.
+First it polls each model's ready endpoint, with backoff, until it answers 200 or `--wait`
+seconds have passed (a model scaled to zero wakes on these requests), and prints the time to the
+first 200. Exit code 0 when every check passes, 1 otherwise; one line per check.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +67,44 @@ def _call(endpoint: Endpoint, path: str, body: dict | None = None,
         return exc.code, None
 
 
+@dataclass
+class Readiness:
+    ready: bool
+    seconds: float
+    """Time to the first 200, or waited in vain."""
+    attempts: int
+    last: str
+    """What the last attempt got (an HTTP status or the connection error)."""
+
+
+def wait_until_ready(endpoint: Endpoint, timeout: float, *, first_delay: float = 0.5,
+                     max_delay: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                     sleep: Callable[[float], None] = time.sleep) -> Readiness:
+    """Poll the model's ready endpoint until it answers 200, waiting `first_delay` after the
+    first failure and twice as long after each next one (at most `max_delay`), for at most
+    `timeout` seconds. A rollout in progress, a model waking from zero or a gateway still
+    learning its routes answer 503 or refuse the connection for a while; that is what this
+    waits out."""
+    path = f"/v2/models/{endpoint.model}/ready"
+    start = clock()
+    delay, attempts, last = first_delay, 0, "no attempt"
+    while True:
+        attempts += 1
+        remaining = timeout - (clock() - start)
+        try:
+            status, _ = _call(endpoint, path, timeout=max(1.0, min(30.0, remaining)))
+            last = f"HTTP {status}"
+            if status == 200:
+                return Readiness(True, clock() - start, attempts, last)
+        except OSError as exc:
+            last = str(getattr(exc, "reason", exc))
+        remaining = timeout - (clock() - start)
+        if remaining <= 0:
+            return Readiness(False, clock() - start, attempts, last)
+        sleep(min(delay, remaining))
+        delay = min(delay * 2, max_delay)
+
+
 def check(endpoint: Endpoint) -> list[tuple[str, bool, str]]:
     results = []
     for path in ("/v2/health/live", READY_PATH, f"/v2/models/{endpoint.model}/ready"):
@@ -101,11 +145,20 @@ def check(endpoint: Endpoint) -> list[tuple[str, bool, str]]:
     return results
 
 
-def run(endpoints: list[Endpoint]) -> bool:
+def run(endpoints: list[Endpoint], wait: float = 0) -> bool:
     ok = True
     for endpoint in endpoints:
         print(f"{endpoint.model} @ {endpoint.base}" + (f" (Host: {endpoint.host})"
-                                                       if endpoint.host else ""))
+                                                       if endpoint.host else ""), flush=True)
+        if wait > 0:
+            readiness = wait_until_ready(endpoint, wait)
+            if not readiness.ready:
+                ok = False
+                print(f"  FAIL  ready: no 200 within {wait:.0f} s ({readiness.attempts} "
+                      f"attempts, last: {readiness.last})")
+                continue
+            print(f"  PASS  ready: first 200 after {readiness.seconds:.1f} s "
+                  f"({readiness.attempts} attempt(s))", flush=True)
         for name, passed, detail in check(endpoint):
             ok &= passed
             print(f"  {'PASS' if passed else 'FAIL'}  {name}: {detail}")
@@ -121,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="Host header to send with --url")
     parser.add_argument("--model", action="append",
                         help="model(s) to check with --url; default: every model in model_repo")
+    parser.add_argument("--wait", type=float, default=600, metavar="SECONDS",
+                        help="how long to wait for each model to answer ready, with backoff "
+                             "(default 600: a GPU node, the image pull and the model load); 0: "
+                             "check at once")
     args = parser.parse_args(argv)
     if args.url:
         from tools.models.repository import load
@@ -131,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoints = endpoints_from_stack(args.stack)
     else:
         parser.error("give --stack, or --url (and --host)")
-    return 0 if run(endpoints) else 1
+    return 0 if run(endpoints, args.wait) else 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Runs the locust scenario headless against a stack's model, or any V2 endpoint.
 
-    python -m tools.load --stack dev [--users 100 --spawn 10 --duration 180s]
-    python -m tools.load --url http://127.0.0.1:8000 [--host H] [--model cifar10]
+    .venv/bin/python -m tools.load --stack dev [--users 100 --spawn 10 --duration 180s]
+    .venv/bin/python -m tools.load --url http://127.0.0.1:8000 [--host H] [--model cifar10]
 
 The defaults are the original tutorial's scenario: 100 users, spawned 10 per second, 180 s.
 """
