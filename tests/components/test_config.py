@@ -4,6 +4,7 @@ registered. Plus a property test that no random bad config ever produces a resou
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -310,6 +311,8 @@ def test_the_longest_model_name_is_derived_from_the_generated_names():
     assert naming.name_problems(longest + "m")
     for name in naming.generated_names(longest):
         assert len(name.value) <= name.limit, name
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"the longest allowed ({naming.MAX_MODEL_NAME_LENGTH} characters)" in readme
 
 
 def test_reserved_namespaces_include_every_platform_namespace():
