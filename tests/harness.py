@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
@@ -100,6 +101,11 @@ class Res:
     retain_on_delete: bool = False
     secret_inputs: list[str] = field(default_factory=list)
     """Top-level inputs the engine receives as secrets (encrypted in state)."""
+    wire_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    wire_outputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The inputs and outputs as they travel to and from the engine (protobuf Struct as JSON:
+    secrets, unknowns and resource references in their wire form), for feeding the policy pack
+    the way the engine does (tests/policy/engine.py)."""
 
     @property
     def explicit_dependencies(self) -> set[str]:
@@ -195,8 +201,11 @@ class Graph:
         keys state by URN, not by order.
         """
         invokes = sorted(json.dumps(i.__dict__, sort_keys=True) for i in self.invokes)
+        wire = ("wire_inputs", "wire_outputs")  # the same values in their wire form
+        resources = [{k: v for k, v in r.__dict__.items() if k not in wire}
+                     for r in self.resources]
         return json.dumps({
-            "resources": sorted((r.__dict__ for r in self.resources), key=lambda r: r["urn"]),
+            "resources": sorted(resources, key=lambda r: r["urn"]),
             "outputs": self.registered_outputs,
             "invokes": invokes,
             "exports": self.exports,
@@ -353,6 +362,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             retain_on_delete=bool(request.retainOnDelete),
             secret_inputs=sorted(k for k, v in raw_inputs.items() if rpc.is_rpc_secret(v)),
+            wire_inputs=json_format.MessageToDict(request.object),
+            wire_outputs=json_format.MessageToDict(response.object),
         )
         with self._lock:
             self.records.append(record)
