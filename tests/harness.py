@@ -32,15 +32,6 @@ PROJECT = "mlserve"
 STACKS = ("dev", "staging", "prod")
 ACCOUNT = "123456789012"
 
-# Default add-on builds AWS reports for Kubernetes 1.35 (shape as returned by DescribeAddonVersions).
-ADDON_VERSIONS = {
-    "vpc-cni": "v1.21.1-eksbuild.1",
-    "kube-proxy": "v1.35.0-eksbuild.2",
-    "eks-pod-identity-agent": "v1.3.10-eksbuild.1",
-    "coredns": "v1.13.1-eksbuild.1",
-    "aws-ebs-csi-driver": "v1.53.0-eksbuild.1",
-}
-
 _ID_PREFIX = {
     "aws:ec2/vpc:Vpc": "vpc-",
     "aws:ec2/subnet:Subnet": "subnet-",
@@ -258,10 +249,6 @@ class AwsMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"id": ACCOUNT, "accountId": ACCOUNT, "userId": "AROAEXAMPLE:ci",
                     "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/ci/session"}
-        if args.token == "aws:eks/getAddonVersion:getAddonVersion":
-            addon = args.args["addonName"]
-            return {"id": addon, "addonName": addon, "version": ADDON_VERSIONS[addon],
-                    "kubernetesVersion": args.args["kubernetesVersion"]}
         raise NotImplementedError(f"the mocks don't answer invoke {args.token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
