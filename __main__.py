@@ -150,7 +150,12 @@ if platform.monitoring.enabled:
             or (storage.class_name if storage else ""),
             high_availability=ha,
             grafana_admin_password=config.grafana_admin_password.get_secret_value()
-            if config.grafana_admin_password else None),
+            if config.grafana_admin_password else None,
+            alert_webhook_url=pulumi.Output.secret(config.alert_webhook_url.get_secret_value())
+            if config.alert_webhook_url else None,
+            region=config.region,
+            oidc_provider_arn=cluster.oidc_provider_arn if cluster else None,
+            oidc_issuer_url=cluster.oidc_issuer_url if cluster else None),
         on_cluster,
     )
 
@@ -287,6 +292,8 @@ if monitoring is not None:
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
     pulumi.export("grafanaPortForward",
                   f"kubectl -n {MONITORING_NAMESPACE} port-forward svc/{GRAFANA_SERVICE} 3000:80")
+    if monitoring.alert_topic_arn is not None:
+        pulumi.export("alertTopicArn", monitoring.alert_topic_arn)
 if serving is not None:
     pulumi.export("modelNamespace", serving.model_namespace)
 if served is not None:
