@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pulumi
 
-from components import config as stack_config
 from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.aws_provider import aws_provider, stack_tags
 from components.cert_manager import CertManager, CertManagerArgs
@@ -16,12 +15,8 @@ from components.gpu_stack import GpuStack, GpuStackArgs
 from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.mesh import Mesh, MeshArgs
-from components.model_repository import (
-    ModelRepository,
-    ModelRepositoryArgs,
-    load_model_repository,
-)
-from components.model_serving import ModelServing, ModelServingArgs, plan_models
+from components.model_repository import ModelRepository, ModelRepositoryArgs
+from components.model_serving import ModelServing, ModelServingArgs
 from components.model_store import ModelStore, ModelStoreArgs
 from components.model_upload import ModelUpload, ModelUploadArgs
 from components.monitoring import GRAFANA_SERVICE, Monitoring, MonitoringArgs
@@ -30,13 +25,13 @@ from components.network import Network, NetworkArgs
 from components.object_store import ObjectStore, ObjectStoreArgs, node_port_of
 from components.seldon import SeldonCore, SeldonCoreArgs
 from components.serving_platform import ServingPlatform, ServingPlatformArgs
+from components.stack_inputs import load as load_stack_inputs
 from components.storage import Storage, StorageArgs
 
 # Validated in full before anything is registered: a bad stack file or a broken model touches
-# nothing.
-config = stack_config.load(Path(__file__).parent)
-model_repo = load_model_repository(config.model_repository, Path(__file__).parent)
-model_plans = plan_models(config, model_repo)
+# nothing, and one error lists the problems of the config, the repository and the model plans.
+inputs = load_stack_inputs(Path(__file__).parent)
+config, model_repo, model_plans = inputs.config, inputs.repository, inputs.plans
 stack = pulumi.get_stack()
 cluster_name = config.cluster_name(stack)
 eks = config.cluster.mode == "eks"
@@ -155,7 +150,12 @@ if platform.monitoring.enabled:
             or (storage.class_name if storage else ""),
             high_availability=ha,
             grafana_admin_password=config.grafana_admin_password.get_secret_value()
-            if config.grafana_admin_password else None),
+            if config.grafana_admin_password else None,
+            alert_webhook_url=pulumi.Output.secret(config.alert_webhook_url.get_secret_value())
+            if config.alert_webhook_url else None,
+            region=config.region,
+            oidc_provider_arn=cluster.oidc_provider_arn if cluster else None,
+            oidc_issuer_url=cluster.oidc_issuer_url if cluster else None),
         on_cluster,
     )
 
@@ -292,6 +292,8 @@ if monitoring is not None:
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
     pulumi.export("grafanaPortForward",
                   f"kubectl -n {MONITORING_NAMESPACE} port-forward svc/{GRAFANA_SERVICE} 3000:80")
+    if monitoring.alert_topic_arn is not None:
+        pulumi.export("alertTopicArn", monitoring.alert_topic_arn)
 if serving is not None:
     pulumi.export("modelNamespace", serving.model_namespace)
 if served is not None:

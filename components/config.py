@@ -36,7 +36,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel, to_snake
 
-from components import naming, versions
+from components import aws_facts, naming, versions
+from policy import baseline
 
 NAMESPACE = "mlserve"
 
@@ -46,7 +47,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 REQUIRED_LOG_TYPES = ("api", "audit", "authenticator")
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-_IAM_PRINCIPAL_ARN = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
+_IAM_PRINCIPAL_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
+_SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
 
 
 Loc = tuple[str | int, ...]
@@ -90,6 +92,19 @@ def _quoted_string(value: Any) -> Any:
 
 
 Cidr = Annotated[str, BeforeValidator(_cidr)]
+
+
+def _https_secret(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().startswith("https://"):
+        raise ValueError("must be an https:// URL")  # never echo a secret
+    return value
+
+
+def _known_region(value: str) -> str:
+    if aws_facts.region_partition(value) is None:
+        raise ValueError(f"must be an AWS region where EKS is offered (botocore's endpoint data), "
+                         f"got {value!r}")
+    return value
 
 
 def _no_reserved_tags(value: dict[str, str]) -> dict[str, str]:
@@ -182,6 +197,10 @@ class NetworkConfig(_Model):
             problems.append((("availabilityZones",),
                              f"must list azCount ({self.az_count}) zones, "
                              f"got {len(self.availability_zones)}"))
+        zones = self.availability_zones or []
+        if repeated := sorted({z for z in zones if zones.count(z) > 1}):
+            problems.append((("availabilityZones",), f"must not repeat a zone, got {repeated} "
+                                                     "more than once"))
         vpc = ipaddress.IPv4Network(self.vpc_cidr)
         seen: list[tuple[str, ipaddress.IPv4Network]] = []
         for key, cidrs in (("privateSubnetCidrs", self.private_subnet_cidrs),
@@ -245,14 +264,21 @@ class ClusterConfig(_Model):
         description="IAM roles/users given cluster-admin through EKS access entries; at least "
         "one, and it must include the identity that runs `pulumi up`.",
     )
+    preview_principal_arns: list[Annotated[str, Field(pattern=_IAM_PRINCIPAL_ARN)]] = Field(
+        default_factory=list,
+        description="IAM roles/users given read-only cluster access (AmazonEKSAdminViewPolicy, "
+        "Secrets included: refresh reads Helm releases' state) for CI's `pulumi preview`.",
+    )
     log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
         Field(default_factory=lambda: list(REQUIRED_LOG_TYPES),
               description="Control-plane log types sent to CloudWatch.")
     )
     log_retention_days: int = Field(90, description="Control-plane log retention in days.")
-    addon_versions: dict[Literal[versions.EKS_ADDONS], str] = Field(  # type: ignore[valid-type]
+    addon_versions: dict[Literal[versions.EKS_ADDONS],  # type: ignore[valid-type]
+                         Annotated[str, Field(pattern=versions.ADDON_VERSION_PATTERN)]] = Field(
         default_factory=dict,
-        description="Pin EKS add-on versions; default: AWS's default build for the cluster version.",
+        description="Override EKS add-on versions (e.g. v1.21.1-eksbuild.1); default: the "
+        "versions pinned per Kubernetes minor in components/versions.py.",
     )
     deletion_protection: bool = Field(False, description="EKS deletion protection.")
 
@@ -286,6 +312,16 @@ class ClusterConfig(_Model):
                              "identity running `pulumi up` needs cluster access"))
         if len(set(self.admin_principal_arns)) != len(self.admin_principal_arns):
             problems.append((("adminPrincipalArns",), "must not repeat an ARN"))
+        if len(set(self.preview_principal_arns)) != len(self.preview_principal_arns):
+            problems.append((("previewPrincipalArns",), "must not repeat an ARN"))
+        if both := sorted(set(self.admin_principal_arns) & set(self.preview_principal_arns)):
+            # EKS allows one access entry per principal.
+            problems.append((("previewPrincipalArns",), f"must not also be admins, got {both}"))
+        if wrong := baseline.non_public(self.public_access_cidrs):
+            problems.append((("publicAccessCidrs",),
+                             f"{wrong} are private or reserved addresses, which never reach the "
+                             "public endpoint; leave them out (the private endpoint serves "
+                             "the VPC)"))
         missing = [t for t in REQUIRED_LOG_TYPES if t not in self.log_types]
         if missing:
             problems.append((("logTypes",), f"must include {list(REQUIRED_LOG_TYPES)}, "
@@ -322,12 +358,18 @@ class SystemNodeGroupConfig(_Model):
     @classmethod
     def _cpu_only(cls, value: list[str]) -> list[str]:
         for instance_type in value:
-            if not re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", instance_type):
-                raise ValueError(f"must be EC2 instance types like m7i.large, got {instance_type!r}")
+            if not aws_facts.instance_type_exists(instance_type):
+                raise ValueError(f"must be EC2 instance types like m7i.large (pulumi-aws's "
+                                 f"InstanceType, botocore's EC2 model), got {instance_type!r}")
             family = instance_type.split(".")[0]
             if family.startswith(versions.GPU_FAMILY_PREFIXES):
                 raise ValueError(f"must be CPU instance types (system nodes run controllers, "
                                  f"not models), got {instance_type!r}")
+            if aws_facts.is_graviton(instance_type):
+                raise ValueError(f"must be x86_64 instance types (the system nodes' AMI is "
+                                 f"AL2023_x86_64_STANDARD), got the Graviton {instance_type!r}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"must not repeat an instance type, got {value}")
         return value
 
     @model_validator(mode="after")
@@ -634,11 +676,39 @@ class KServeConfig(PartConfig):
                                   description="Triton container tag for kserve-tritonserver.")
 
 
+class AlertsConfig(_Model):
+    """Where Alertmanager sends alerts: an SNS topic (through IRSA, no keys), a Slack or webhook
+    endpoint (its URL a Pulumi secret, delivered in a Kubernetes Secret), or both."""
+
+    sns_topic: str | None = Field(
+        None, pattern=r"^(create|" + _SNS_TOPIC_ARN[1:-1] + r")$",
+        description="`create`: an encrypted SNS topic owned by the stack (output alertTopicArn; "
+        "subscribe your on-call to it); or the ARN of an existing topic in the stack's account.")
+    webhook: Literal["slack", "webhook"] | None = Field(
+        None, description="slack: a Slack incoming webhook; webhook: any Alertmanager webhook "
+        "receiver. The URL is the secret alertWebhookUrl.")
+    slack_channel: str | None = Field(None, pattern=r"^[#@]?[\w.-]{1,80}$",
+                                      description="slack: channel override (default: the "
+                                      "webhook's own channel).")
+
+    @model_validator(mode="after")
+    def _channel(self) -> AlertsConfig:
+        if self.slack_channel and self.webhook != "slack":
+            raise ConfigRuleError([(("slackChannel",), "only with webhook slack")])
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.sns_topic or self.webhook)
+
+
 class MonitoringConfig(PartConfig):
     retention: str = Field("15d", pattern=r"^\d+(h|d|w|y)$", description="Prometheus retention.")
     prometheus_storage_gib: int = Field(50, ge=10, le=16384,
                                         description="Prometheus volume (gp3).")
     alertmanager: bool = Field(True, description="Run Alertmanager.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig,
+                                 description="Alert receivers; at least one in prod.")
     storage_class: str | None = Field(None, description="Prometheus volume's StorageClass; "
                                       "default: gp3 on EKS, the cluster's default otherwise.")
 
@@ -711,7 +781,16 @@ class StackConfig(_Model):
 
     environment: Environment = Field(description="dev, staging, prod or local; prod adds strict "
                                      "rules.")
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region.")
+    region: Annotated[str, AfterValidator(_known_region)] = Field(
+        description="AWS region (one where EKS is offered).")
+    account_id: str | None = Field(
+        None, pattern=r"^\d{12}$",
+        description="The AWS account the stack deploys to. Required in prod: the AWS provider "
+        "refuses credentials of any other account, and every principal must belong to it.")
+    prod_waivers: list[Literal[tuple(baseline.WAIVERS)]] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        description="Prod rules waived on purpose: " + "; ".join(
+            f"{name}: {why}" for name, why in baseline.WAIVERS.items()) + ".")
     tags: Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)],
                          Annotated[str, Field(max_length=256)]],
                     AfterValidator(_no_reserved_tags)] = Field(
@@ -746,6 +825,9 @@ class StackConfig(_Model):
     model_store_secret_access_key: SecretStr | None = Field(
         None, description="s3Compatible: secret key (`--secret`); default with platform.minio: "
         "generated.")
+    alert_webhook_url: Annotated[SecretStr, AfterValidator(_https_secret)] | None = Field(
+        None, description="Slack or webhook URL for platform.monitoring.alerts.webhook "
+        "(`--secret`).")
 
     def cluster_name(self, stack: str) -> str:
         return self.cluster.name or f"mlserve-{stack}"
@@ -908,8 +990,9 @@ def model_replica_floor(config: StackConfig) -> Iterator[Problem]:
     for where, _, model in served_models(config):
         if model.min_replicas == 0 and not config.model_serving.allow_scale_to_zero:
             yield (*where, "minReplicas"), "0 needs modelServing.allowScaleToZero"
-        if config.environment == "prod" and model.min_replicas < 2:
-            yield (*where, "minReplicas"), f"must be >= 2 in prod, got {model.min_replicas}"
+        floor = baseline.PROD_MIN_MODEL_REPLICAS
+        if config.environment == "prod" and model.min_replicas < floor:
+            yield (*where, "minReplicas"), f"must be >= {floor} in prod, got {model.min_replicas}"
 
 
 @rule
@@ -1122,10 +1205,198 @@ def prod_bucket_kept(config: StackConfig) -> Iterator[Problem]:
         yield ("modelBucket", "forceDestroy"), "must be false in prod, got true"
 
 
+# ---- prod hardening: the same baseline the policy pack enforces (policy/baseline.py) ----------
+
+def _prod(config: StackConfig) -> bool:
+    return config.environment == "prod"
+
+
+def _prod_on_eks(config: StackConfig) -> bool:
+    """Prod, with AWS resources of its own (an existing cluster brings its own)."""
+    return _prod(config) and config.cluster.mode == "eks"
+
+
+def _waived(config: StackConfig, waiver: str) -> bool:
+    return waiver in config.prod_waivers
+
+
 @rule
-def prod_endpoint_restricted(config: StackConfig) -> Iterator[Problem]:
-    if config.environment == "prod" and "0.0.0.0/0" in config.cluster.public_access_cidrs:
-        yield ("cluster", "publicAccessCidrs"), "must not include 0.0.0.0/0 in prod"
+def public_endpoint_restricted(config: StackConfig) -> Iterator[Problem]:
+    cidrs = config.cluster.public_access_cidrs
+    if not cidrs or config.cluster.mode != "eks" or baseline.non_public(cidrs):
+        return  # private endpoint only; private CIDRs are the cluster section's own error
+    if problem := baseline.public_endpoint_problem(list(cidrs), _prod(config)):
+        yield ("cluster", "publicAccessCidrs"), problem
+
+
+@rule
+def prod_deletion_protection(config: StackConfig) -> Iterator[Problem]:
+    if _prod_on_eks(config) and not config.cluster.deletion_protection:
+        yield ("cluster", "deletionProtection"), "must be true in prod, got false"
+
+
+@rule
+def prod_audit_log_retention(config: StackConfig) -> Iterator[Problem]:
+    floor = baseline.PROD_MIN_AUDIT_LOG_RETENTION_DAYS
+    days = config.cluster.log_retention_days
+    if _prod_on_eks(config) and days < floor:
+        yield ("cluster", "logRetentionDays"), f"must be >= {floor} in prod (audit trail), got {days}"
+
+
+@rule
+def prod_flow_logs(config: StackConfig) -> Iterator[Problem]:
+    network = config.network
+    if not _prod_on_eks(config) or network.existing_vpc is not None:
+        return
+    floor = baseline.PROD_MIN_FLOW_LOG_RETENTION_DAYS
+    days = network.flow_log_retention_days
+    if days == 0:
+        yield ("network", "flowLogRetentionDays"), "0 turns flow logs off, not allowed in prod"
+    elif days < floor:
+        yield ("network", "flowLogRetentionDays"), f"must be >= {floor} in prod, got {days}"
+
+
+@rule
+def prod_nat_per_az(config: StackConfig) -> Iterator[Problem]:
+    network = config.network
+    if (_prod_on_eks(config) and network.existing_vpc is None
+            and network.nat_gateways == "single" and not _waived(config, "singleNatGateway")):
+        yield (("network", "natGateways"), "must be perAz in prod (or waive it: prodWaivers: "
+               "[singleNatGateway])")
+
+
+@rule
+def prod_high_availability(config: StackConfig) -> Iterator[Problem]:
+    if _prod(config) and config.platform.high_availability is False:
+        yield ("platform", "highAvailability"), "must be true (or unset) in prod, got false"
+
+
+@rule
+def prod_system_nodes_spread(config: StackConfig) -> Iterator[Problem]:
+    floor = baseline.PROD_MIN_SYSTEM_NODES
+    size = config.system_node_group.min_size
+    if _prod_on_eks(config) and size < floor:
+        yield (("systemNodeGroup", "minSize"), f"must be >= {floor} in prod (two controller "
+               f"replicas on one node survive nothing), got {size}")
+
+
+def model_pools(config: StackConfig) -> set[str]:
+    """GPU pools that serve models: the ones models name, or the first pool by default."""
+    if config.model_serving.backend == "none" or not config.gpu_node_groups:
+        return set()
+    default = config.gpu_node_groups[0].name
+    if not config.model_serving.models:
+        return {default}  # every model of the repository, on the default pool
+    return {model.gpu_pool or default for _, _, model in served_models(config) if model.gpus}
+
+
+@rule
+def prod_model_capacity_on_demand(config: StackConfig) -> Iterator[Problem]:
+    if not _prod(config) or _waived(config, "spotModelCapacity"):
+        return
+    serving = model_pools(config)
+    for index, group in enumerate(config.gpu_node_groups):
+        if group.capacity_type == "SPOT" and group.name in serving:
+            yield (("gpuNodeGroups", index, "capacityType"),
+                   f"pool {group.name!r} serves models: must be ON_DEMAND in prod (or waive it: "
+                   "prodWaivers: [spotModelCapacity])")
+
+
+@rule
+def waivers_only_in_prod(config: StackConfig) -> Iterator[Problem]:
+    if config.prod_waivers and not _prod(config):
+        yield ("prodWaivers",), f"only applies to environment prod, got {config.environment!r}"
+
+
+@rule
+def prod_alerts_reach_someone(config: StackConfig) -> Iterator[Problem]:
+    monitoring = config.platform.monitoring
+    if not _prod(config):
+        return
+    if not monitoring.enabled:
+        yield ("platform", "monitoring", "enabled"), "must be true in prod (alerts)"
+    elif not monitoring.alertmanager:
+        yield ("platform", "monitoring", "alertmanager"), "must be true in prod"
+    elif not monitoring.alerts.configured:
+        yield (("platform", "monitoring", "alerts"), "must name a receiver in prod (snsTopic "
+               "and/or webhook): Alertmanager's default receiver notifies nobody")
+
+
+@rule
+def alert_receivers_have_what_they_need(config: StackConfig) -> Iterator[Problem]:
+    monitoring = config.platform.monitoring
+    alerts = monitoring.alerts
+    where = ("platform", "monitoring", "alerts")
+    if alerts.configured and not (monitoring.enabled and monitoring.alertmanager):
+        yield where, "needs platform.monitoring.enabled and alertmanager"
+    if alerts.sns_topic and config.cluster.mode != "eks":
+        yield (*where, "snsTopic"), "needs cluster.mode eks (Alertmanager publishes through IRSA)"
+    if alerts.webhook and config.alert_webhook_url is None:
+        yield (*where, "webhook"), "needs the secret alertWebhookUrl"
+    if config.alert_webhook_url is not None and not alerts.webhook:
+        yield ("alertWebhookUrl",), "set only with platform.monitoring.alerts.webhook"
+
+
+# ---- facts: partitions, accounts, zones ----------------------------------------------------------
+
+def _principals(config: StackConfig) -> Iterator[tuple[Loc, str]]:
+    """Every ARN the stack is given, with its key."""
+    cluster = config.cluster
+    for key, arns in (("adminPrincipalArns", cluster.admin_principal_arns),
+                      ("previewPrincipalArns", cluster.preview_principal_arns)):
+        for index, arn in enumerate(arns):
+            yield ("cluster", key, index), arn
+    if config.model_bucket.reader_role_arn:
+        yield ("modelBucket", "readerRoleArn"), config.model_bucket.reader_role_arn
+    topic = config.platform.monitoring.alerts.sns_topic
+    if topic and topic != "create":
+        yield ("platform", "monitoring", "alerts", "snsTopic"), topic
+
+
+def _arn_parts(arn: str) -> tuple[str, str]:
+    """(partition, account) of an ARN."""
+    parts = arn.split(":")
+    return parts[1], parts[4]
+
+
+@rule
+def principals_in_the_regions_partition(config: StackConfig) -> Iterator[Problem]:
+    partition = aws_facts.region_partition(config.region)
+    for where, arn in _principals(config):
+        if _arn_parts(arn)[0] != partition:
+            yield (where, f"must be in partition {partition!r} of region {config.region}, got "
+                          f"{arn!r}")
+
+
+@rule
+def principals_in_the_stacks_account(config: StackConfig) -> Iterator[Problem]:
+    account = config.account_id
+    principals = list(_principals(config))
+    if account is None:
+        accounts = {_arn_parts(arn)[1] for _, arn in principals}
+        if len(accounts) > 1:
+            yield (("accountId",), f"the stack's principals span accounts {sorted(accounts)}: "
+                   "set accountId to the stack's own")
+        return
+    for where, arn in principals:
+        if _arn_parts(arn)[1] != account:
+            yield where, f"must be in the stack's account {account}, got {arn!r}"
+
+
+@rule
+def prod_account_pinned(config: StackConfig) -> Iterator[Problem]:
+    if _prod_on_eks(config) and config.account_id is None:
+        yield (("accountId",), "is required in prod: the AWS provider then refuses credentials "
+               "of any other account")
+
+
+@rule
+def availability_zones_in_the_region(config: StackConfig) -> Iterator[Problem]:
+    for index, zone in enumerate(config.network.availability_zones or []):
+        if not re.fullmatch(rf"{re.escape(config.region)}[a-z]", zone):
+            yield (("network", "availabilityZones", index),
+                   f"must be a standard AZ of {config.region} (like {config.region}a), got "
+                   f"{zone!r}")
 
 
 class SectionUnavailable(Exception):
@@ -1136,7 +1407,6 @@ class _InvalidSection:
     """Stands in for a section that failed validation: any use of it skips the rule."""
 
     __slots__ = ("key",)
-    __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, key: str):
         object.__setattr__(self, "key", key)
@@ -1145,7 +1415,7 @@ class _InvalidSection:
         raise SectionUnavailable(self.key)
 
     __getattr__ = __iter__ = __len__ = __bool__ = __contains__ = __getitem__ = _refuse
-    __eq__ = __lt__ = __gt__ = _refuse  # type: ignore[assignment]
+    __eq__ = __lt__ = __gt__ = __hash__ = __str__ = __format__ = _refuse  # type: ignore[assignment]
 
 
 def check_rules(config: StackConfig) -> list[Problem]:
@@ -1227,7 +1497,8 @@ def _describe(error: Mapping[str, Any]) -> list[Problem]:
     return [(loc, messages.get(kind, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"))]
 
 
-SECRET_KEYS = ("grafanaAdminPassword", "modelStoreAccessKeyId", "modelStoreSecretAccessKey")
+SECRET_KEYS = ("grafanaAdminPassword", "modelStoreAccessKeyId", "modelStoreSecretAccessKey",
+               "alertWebhookUrl")
 
 
 @cache
@@ -1268,12 +1539,13 @@ def validate_sections(raw: Mapping[str, Any]) -> tuple[StackConfig, list[Problem
     return StackConfig.model_construct(**values), problems
 
 
-def parse(raw: Mapping[str, Any], secret_keys: Sequence[str] = (),
-          file_problems: Sequence[str] = ()) -> StackConfig:
-    """Validate the raw `mlserve:` values (keys without the namespace) into a StackConfig.
+def check(raw: Mapping[str, Any], secret_keys: Sequence[str] = (),
+          file_problems: Sequence[str] = ()) -> tuple[StackConfig, list[str]]:
+    """Validate the raw `mlserve:` values (keys without the namespace): the StackConfig (invalid
+    sections stand in as `_InvalidSection`) and every problem of every section and every
+    cross-section rule, rendered `mlserve:<key>: <message>`, after `file_problems` (found in the
+    stack file itself, e.g. keys listed twice).
 
-    Every problem of every section and every cross-section rule is reported in one ConfigError,
-    after `file_problems` (found in the stack file itself, e.g. duplicate keys).
     `secret_keys` are the keys the engine holds encrypted; a secret stored in plain text in a
     stack file is an error.
     """
@@ -1282,9 +1554,20 @@ def parse(raw: Mapping[str, Any], secret_keys: Sequence[str] = (),
         for key in SECRET_KEYS if key in raw and key not in secret_keys]
     config, section_problems = validate_sections(raw)
     problems += section_problems + check_rules(config)
-    if problems or file_problems:
-        raise ConfigError([*file_problems, *(f"{NAMESPACE}:{_key_path(loc)}: {message}"
-                                             for loc, message in problems)])
+    return config, [*file_problems, *(render(loc, message) for loc, message in problems)]
+
+
+def render(loc: Sequence[str | int], message: str) -> str:
+    return f"{NAMESPACE}:{_key_path(loc)}: {message}"
+
+
+def parse(raw: Mapping[str, Any], secret_keys: Sequence[str] = (),
+          file_problems: Sequence[str] = ()) -> StackConfig:
+    """Validate the raw `mlserve:` values into a StackConfig, or raise one ConfigError listing
+    every problem."""
+    config, problems = check(raw, secret_keys, file_problems)
+    if problems:
+        raise ConfigError(problems)
     return config
 
 
@@ -1358,13 +1641,16 @@ def stack_file_problems(path: Path) -> list[str]:
     return problems
 
 
+def this_stack_file_problems(project_dir: Path) -> list[str]:
+    """The engine hands the program already-merged values, so a key listed twice in the stack
+    file is found by reading `Pulumi.<stack>.yaml` again."""
+    return stack_file_problems(project_dir / f"Pulumi.{pulumi.get_stack()}.yaml")
+
+
 def load(project_dir: Path | None = None) -> StackConfig:
     """Read and validate this stack's configuration; raises ConfigError listing every problem.
 
-    The engine hands the program already-merged values, so a key listed twice in the stack file
-    is found by reading `Pulumi.<stack>.yaml` in `project_dir` (when given) again.
-    """
-    duplicates: list[str] = []
-    if project_dir is not None:
-        duplicates = stack_file_problems(project_dir / f"Pulumi.{pulumi.get_stack()}.yaml")
+    The program itself loads through components/stack_inputs.py, which adds the model
+    repository's and the model plans' problems to the same report."""
+    duplicates = this_stack_file_problems(project_dir) if project_dir is not None else []
     return parse(raw_project_config(), secret_project_keys(), duplicates)

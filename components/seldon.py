@@ -28,6 +28,10 @@ GATEWAY = "seldon-gateway"
 RCLONE_SECRET = "seldon-rclone-irsa"
 # The rclone storage initializer runs as this user: the projected IRSA token must be readable.
 INITIALIZER_UID = 8888
+# The Triton image's own unprivileged user (triton-server, uid 1000). The image declares no USER,
+# so without an explicit uid runAsNonRoot would refuse to start it (triton-inference-server
+# build.py: "Create a user that can be used to run triton as non-root ... ID 1000").
+TRITON_UID = 1000
 
 
 def seldon_values(mesh_namespace: str) -> dict[str, Any]:
@@ -98,7 +102,10 @@ def seldon_deployment(plan: ModelPlan, bucket: str) -> dict[str, Any]:
                     "spec": {
                         **({"nodeSelector": {GPU_PRESENT_LABEL: "true", POOL_LABEL: plan.gpu_pool},
                             "tolerations": [GPU_TOLERATION]} if plan.gpu_pool else {}),
-                        "securityContext": {"fsGroup": INITIALIZER_UID},
+                        # Pod Security `restricted` for the model pod, like KServe's.
+                        "securityContext": {"fsGroup": INITIALIZER_UID, "runAsNonRoot": True,
+                                            "runAsUser": TRITON_UID,
+                                            "seccompProfile": {"type": "RuntimeDefault"}},
                         # Same name as the graph node: the operator keeps these fields.
                         "containers": [{
                             "name": plan.name,

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = ("1.33", "1.34", "1.35")
 DEFAULT_KUBERNETES_VERSION = "1.35"
 
-# EKS managed add-ons. Versions resolve to the add-on's default build for the cluster's Kubernetes
-# version at deploy time (aws.eks.get_addon_version), unless a stack pins them with
-# `cluster.addonVersions`; AWS publishes builds per Kubernetes minor, so a fixed table here would be
-# wrong for every other minor.
+# EKS managed add-ons, each pinned per Kubernetes minor: an add-on left to "AWS's default build"
+# moves whenever AWS publishes one, and the nightly drift check would flap. A stack may override a
+# pin with `cluster.addonVersions`. Source: the Amazon EKS User Guide's latest-version tables
+# ("Manage kube-proxy", "Manage CoreDNS", "Amazon VPC CNI versions", the EBS CSI driver and Pod
+# Identity Agent add-on pages) and `aws eks describe-addon-versions --kubernetes-version <minor>
+# --addon-name <add-on>`; bump them with the Kubernetes version.
 EKS_ADDONS: tuple[str, ...] = (
     "vpc-cni",
     "kube-proxy",
@@ -20,6 +22,19 @@ EKS_ADDONS: tuple[str, ...] = (
     "coredns",
     "aws-ebs-csi-driver",
 )
+ADDON_VERSION_PATTERN = r"^v\d+\.\d+\.\d+-eksbuild\.\d+$"
+_ADDONS_ANY_MINOR = {
+    "vpc-cni": "v1.21.1-eksbuild.1",
+    "eks-pod-identity-agent": "v1.3.10-eksbuild.1",
+    "coredns": "v1.13.2-eksbuild.4",
+    "aws-ebs-csi-driver": "v1.53.0-eksbuild.1",
+}
+EKS_ADDON_VERSIONS: dict[str, dict[str, str]] = {
+    "1.33": {**_ADDONS_ANY_MINOR, "kube-proxy": "v1.33.10-eksbuild.2"},
+    "1.34": {**_ADDONS_ANY_MINOR, "kube-proxy": "v1.34.6-eksbuild.2"},
+    "1.35": {**_ADDONS_ANY_MINOR, "kube-proxy": "v1.35.3-eksbuild.2"},
+}
+
 
 # GPU instance types a GPU node group may use: type -> (GPUs per instance, accelerator label).
 # The accelerator values are the ones cluster-autoscaler's AWS provider and the NVIDIA GPU feature

@@ -20,6 +20,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
@@ -31,15 +32,6 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "mlserve"
 STACKS = ("dev", "staging", "prod")
 ACCOUNT = "123456789012"
-
-# Default add-on builds AWS reports for Kubernetes 1.35 (shape as returned by DescribeAddonVersions).
-ADDON_VERSIONS = {
-    "vpc-cni": "v1.21.1-eksbuild.1",
-    "kube-proxy": "v1.35.0-eksbuild.2",
-    "eks-pod-identity-agent": "v1.3.10-eksbuild.1",
-    "coredns": "v1.13.1-eksbuild.1",
-    "aws-ebs-csi-driver": "v1.53.0-eksbuild.1",
-}
 
 _ID_PREFIX = {
     "aws:ec2/vpc:Vpc": "vpc-",
@@ -105,6 +97,11 @@ class Res:
     """Top-level inputs the engine receives as secrets (encrypted in state)."""
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     """The customTimeouts resource option ({"create": "30m", ...}; only those set)."""
+    wire_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    wire_outputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The inputs and outputs as they travel to and from the engine (protobuf Struct as JSON:
+    secrets, unknowns and resource references in their wire form), for feeding the policy pack
+    the way the engine does (tests/policy/engine.py)."""
 
     @property
     def explicit_dependencies(self) -> set[str]:
@@ -200,8 +197,11 @@ class Graph:
         keys state by URN, not by order.
         """
         invokes = sorted(json.dumps(i.__dict__, sort_keys=True) for i in self.invokes)
+        wire = ("wire_inputs", "wire_outputs")  # the same values in their wire form
+        resources = [{k: v for k, v in r.__dict__.items() if k not in wire}
+                     for r in self.resources]
         return json.dumps({
-            "resources": sorted((r.__dict__ for r in self.resources), key=lambda r: r["urn"]),
+            "resources": sorted(resources, key=lambda r: r["urn"]),
             "outputs": self.registered_outputs,
             "invokes": invokes,
             "exports": self.exports,
@@ -254,10 +254,6 @@ class AwsMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"id": ACCOUNT, "accountId": ACCOUNT, "userId": "AROAEXAMPLE:ci",
                     "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/ci/session"}
-        if args.token == "aws:eks/getAddonVersion:getAddonVersion":
-            addon = args.args["addonName"]
-            return {"id": addon, "addonName": addon, "version": ADDON_VERSIONS[addon],
-                    "kubernetesVersion": args.args["kubernetesVersion"]}
         raise NotImplementedError(f"the mocks don't answer invoke {args.token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -361,6 +357,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             custom_timeouts={op: getattr(request.customTimeouts, op)
                              for op in ("create", "update", "delete")
                              if getattr(request.customTimeouts, op)},
+            wire_inputs=json_format.MessageToDict(request.object),
+            wire_outputs=json_format.MessageToDict(response.object),
         )
         with self._lock:
             self.records.append(record)

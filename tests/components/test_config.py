@@ -33,7 +33,47 @@ RULES = [
     # (stack, {path: bad value}, the message line expected)
     ("dev", {"environment": "qa"},
      "mlserve:environment: must be 'dev', 'staging', 'prod' or 'local', got 'qa'"),
-    ("dev", {"region": "mars-north"}, "mlserve:region: must match"),
+    ("dev", {"region": "mars-north"}, "mlserve:region: must be an AWS region where EKS is offered"),
+    ("dev", {"region": "us-west-9"}, "mlserve:region: must be an AWS region where EKS is offered"),
+    ("dev", {"region": "cn-north-1"},
+     "mlserve:cluster.adminPrincipalArns[0]: must be in partition 'aws-cn' of region cn-north-1"),
+    ("dev", {"accountId": "1234"}, "mlserve:accountId: must match"),
+    ("dev", {"cluster.adminPrincipalArns[1]": "arn:aws:iam::999999999999:role/x"},
+     "mlserve:cluster.adminPrincipalArns[1]: must be in the stack's account 111122223333"),
+    ("dev", {"modelBucket.mode": "existing", "modelBucket.name": "bucket-1",
+             "modelBucket.readerRoleArn": "arn:aws:iam::999999999999:role/reader"},
+     "mlserve:modelBucket.readerRoleArn: must be in the stack's account 111122223333"),
+    ("dev", {"prodWaivers": ["singleNatGateway"]},
+     "mlserve:prodWaivers: only applies to environment prod, got 'dev'"),
+    ("dev", {"prodWaivers": ["everything"]},
+     "mlserve:prodWaivers[0]: must be 'singleNatGateway' or 'spotModelCapacity'"),
+    ("dev", {"network.availabilityZones": ["us-east-1a", "us-east-1b"]},
+     "mlserve:network.availabilityZones[0]: must be a standard AZ of us-west-2"),
+    ("dev", {"network.availabilityZones": ["us-west-2a", "us-west-2a"]},
+     "mlserve:network.availabilityZones: must not repeat a zone"),
+    ("dev", {"cluster.publicAccessCidrs": ["10.0.0.0/8", "203.0.113.0/24"]},
+     "mlserve:cluster.publicAccessCidrs: ['10.0.0.0/8'] are private or reserved addresses"),
+    ("dev", {"cluster.publicAccessCidrs": ["100.64.0.0/16"]},
+     "mlserve:cluster.publicAccessCidrs: ['100.64.0.0/16'] are private or reserved addresses"),
+    ("dev", {"cluster.addonVersions": {"coredns": "latest"}},
+     "mlserve:cluster.addonVersions.coredns: must match"),
+    ("dev", {"cluster.previewPrincipalArns": [DEV_ARN]},
+     "mlserve:cluster.previewPrincipalArns: must not also be admins"),
+    ("dev", {"systemNodeGroup.instanceTypes": ["m7i.larg"]},
+     "mlserve:systemNodeGroup.instanceTypes: must be EC2 instance types like m7i.large"),
+    ("dev", {"systemNodeGroup.instanceTypes": ["m7g.large"]},
+     "mlserve:systemNodeGroup.instanceTypes: must be x86_64 instance types"),
+    ("dev", {"platform.monitoring.alerts.webhook": "slack"},
+     "mlserve:platform.monitoring.alerts.webhook: needs the secret alertWebhookUrl"),
+    ("dev", {"platform.monitoring.alerts.slackChannel": "#ml-alerts"},
+     "mlserve:platform.monitoring.alerts.slackChannel: only with webhook slack"),
+    ("dev", {"platform.monitoring.alerts.snsTopic": "topic"},
+     "mlserve:platform.monitoring.alerts.snsTopic: must match"),
+    ("dev", {"platform.monitoring.alerts.snsTopic": "arn:aws:sns:us-west-2:999999999999:t"},
+     "mlserve:platform.monitoring.alerts.snsTopic: must be in the stack's account"),
+    ("dev", {"platform.monitoring.alertmanager": False,
+             "platform.monitoring.alerts.snsTopic": "create"},
+     "mlserve:platform.monitoring.alerts: needs platform.monitoring.enabled and alertmanager"),
     ("dev", {"tags": {"aws:owner": "me"}}, "mlserve:tags: must not use the reserved aws: prefix"),
     ("dev", {"network.azCount": 1}, "mlserve:network.azCount: must be >= 2, got 1"),
     ("dev", {"network.azCount": 7}, "mlserve:network.azCount: must be <= 6, got 7"),
@@ -134,7 +174,8 @@ RULES = [
      "mlserve:modelBucket.noncurrentVersionExpirationDays: must be >= 1, got 0"),
     ("dev", {"modelBucket.forceDestroy": "maybe"}, "mlserve:modelBucket.forceDestroy: must be true or false"),
     ("dev", {"modelServing.namespace": "Models"}, "mlserve:modelServing.namespace: must match"),
-    ("dev", {"clsuter": {}}, "mlserve:clsuter: unknown key; allowed keys here: cluster, environment"),
+    ("dev", {"clsuter": {}}, "mlserve:clsuter: unknown key; allowed keys here: accountId, "
+                            "alertWebhookUrl, cluster, environment"),
     ("dev", {"platform.certManager.enabled": False},
      "mlserve:platform.kserve.enabled: needs certManager.enabled, which is false"),
     ("dev", {"platform.istio.enabled": False},
@@ -201,7 +242,37 @@ RULES = [
     ("prod", {"modelBucket.protect": False}, "mlserve:modelBucket.protect: must be true in prod, got false"),
     ("prod", {"modelBucket.forceDestroy": True}, "mlserve:modelBucket.forceDestroy: must be false in prod"),
     ("prod", {"cluster.publicAccessCidrs": ["0.0.0.0/0"]},
-     "mlserve:cluster.publicAccessCidrs: must not include 0.0.0.0/0 in prod"),
+     "mlserve:cluster.publicAccessCidrs: admits 4,294,967,296 addresses in prod"),
+    ("prod", {"cluster.publicAccessCidrs": ["0.0.0.0/1", "128.0.0.0/1"]},
+     "mlserve:cluster.publicAccessCidrs: admits 4,294,967,296 addresses in prod"),
+    ("prod", {"cluster.publicAccessCidrs": ["198.51.0.0/16", "203.0.113.0/24"]},
+     "mlserve:cluster.publicAccessCidrs: admits 65,792 addresses in prod (at most 65,536"),
+    ("prod", {"cluster.deletionProtection": False},
+     "mlserve:cluster.deletionProtection: must be true in prod, got false"),
+    ("prod", {"cluster.logRetentionDays": 1},
+     "mlserve:cluster.logRetentionDays: must be >= 365 in prod (audit trail), got 1"),
+    ("prod", {"network.flowLogRetentionDays": 0},
+     "mlserve:network.flowLogRetentionDays: 0 turns flow logs off, not allowed in prod"),
+    ("prod", {"network.flowLogRetentionDays": 30},
+     "mlserve:network.flowLogRetentionDays: must be >= 90 in prod, got 30"),
+    ("prod", {"network.natGateways": "single"},
+     "mlserve:network.natGateways: must be perAz in prod (or waive it"),
+    ("prod", {"platform.highAvailability": False},
+     "mlserve:platform.highAvailability: must be true (or unset) in prod, got false"),
+    ("prod", {"systemNodeGroup.minSize": 1},
+     "mlserve:systemNodeGroup.minSize: must be >= 2 in prod"),
+    ("prod", {"gpuNodeGroups[0].capacityType": "SPOT"},
+     "mlserve:gpuNodeGroups[0].capacityType: pool 'a10g' serves models: must be ON_DEMAND"),
+    ("prod", {"platform.monitoring.alerts": {}},
+     "mlserve:platform.monitoring.alerts: must name a receiver in prod"),
+    ("prod", {"platform.monitoring.alertmanager": False},
+     "mlserve:platform.monitoring.alertmanager: must be true in prod"),
+    ("prod", {"platform.monitoring.enabled": False, "platform.dcgmExporter.enabled": False},
+     "mlserve:platform.monitoring.enabled: must be true in prod"),
+    ("prod", {"cluster.adminPrincipalArns[0]": "arn:aws:iam::123412341234:role/admin"},
+     "mlserve:cluster.adminPrincipalArns[0]: must be in the stack's account 777788889999"),
+    ("prod", {"modelServing.models.cifar10.minReplicas": 1},
+     "mlserve:modelServing.models.cifar10.minReplicas: must be >= 2 in prod, got 1"),
 ]
 
 
@@ -218,6 +289,72 @@ def test_required_keys(key):
     assert f"mlserve:{key}: is required" in error.problems
 
 
+def test_prod_needs_the_account_pinned():
+    error = rejected("prod", {}, remove=("mlserve:accountId",))
+    assert error.problems == ["mlserve:accountId: is required in prod: the AWS provider then "
+                              "refuses credentials of any other account"]
+
+
+def test_principals_of_several_accounts_need_the_account_named():
+    error = rejected("dev", {"cluster.adminPrincipalArns[1]": "arn:aws:iam::999999999999:role/x"},
+                     remove=("mlserve:accountId",))
+    assert error.problems == ["mlserve:accountId: the stack's principals span accounts "
+                              "['111122223333', '999999999999']: set accountId to the stack's own"]
+
+
+def test_the_account_pins_the_aws_provider(prod):
+    provider = prod.one("pulumi:providers:aws")
+    assert json.loads(provider.inputs["allowedAccountIds"]) == ["777788889999"]
+
+
+@pytest.mark.parametrize(("changes", "waiver"), [
+    ({"network.natGateways": "single"}, "singleNatGateway"),
+    ({"gpuNodeGroups[0].capacityType": "SPOT"}, "spotModelCapacity"),
+])
+def test_prod_choices_are_waived_explicitly_and_visibly(changes, waiver):
+    """A choice, not a must: accepted in prod only with its waiver, which tags every AWS
+    resource (the policy pack reads it there)."""
+    rejected("prod", changes)
+    config = engine_config("prod")
+    for path, value in {**changes, "prodWaivers": [waiver]}.items():
+        config = set_path(config, path, value)
+    graph = evaluate("prod", config=config)
+    assert graph.error is None, graph.error
+    tags = json.loads(graph.one("pulumi:providers:aws").inputs["defaultTags"])["tags"]
+    assert tags["mlserve:prod-waivers"] == waiver
+
+
+def test_a_tag_cannot_pose_as_a_waiver():
+    graph = evaluate("dev", config=set_path(engine_config("dev"), "tags",
+                                            {"mlserve:prod-waivers": "singleNatGateway"}))
+    tags = json.loads(graph.one("pulumi:providers:aws").inputs["defaultTags"])["tags"]
+    assert "mlserve:prod-waivers" not in tags
+
+
+def test_prod_boundaries_pass():
+    """The floors themselves are allowed: two replicas, a /16, 365 days, 90 days of flow logs."""
+    config = engine_config("prod")
+    for path, value in {"modelServing.models.cifar10.minReplicas": 2,
+                        "cluster.publicAccessCidrs": ["198.51.0.0/16"],
+                        "cluster.logRetentionDays": 365,
+                        "network.flowLogRetentionDays": 90}.items():
+        config = set_path(config, path, value)
+    assert evaluate("prod", config=config).error is None
+
+
+def test_a_webhook_url_must_be_a_secret_and_is_never_echoed():
+    config = set_path(engine_config("dev"), "platform.monitoring.alerts.webhook", "slack")
+    config["mlserve:alertWebhookUrl"] = "http://hooks.example.com/T0/B0/s3cr3t"
+    graph = evaluate("dev", config=config)
+    assert isinstance(graph.error, ConfigError)
+    assert graph.error.problems == [
+        "mlserve:alertWebhookUrl: must be set with `pulumi config set --secret`, it is stored in "
+        "plain text", "mlserve:alertWebhookUrl: must be an https:// URL"]
+    graph = evaluate("dev", config=config, secret_keys=["mlserve:alertWebhookUrl"])
+    assert graph.error.problems == ["mlserve:alertWebhookUrl: must be an https:// URL"]
+    assert "s3cr3t" not in str(graph.error)
+
+
 def test_all_problems_are_reported_together():
     error = rejected("dev", {"network.azCount": 1, "cluster.version": "1.20",
                              "gpuNodeGroups[0].capacityType": "RESERVED", "typo": 1})
@@ -225,6 +362,42 @@ def test_all_problems_are_reported_together():
     assert paths == ["mlserve:network.azCount", "mlserve:cluster.version",
                      "mlserve:gpuNodeGroups[0].capacityType", "mlserve:typo"]
     assert str(error).startswith("invalid stack configuration (4 problem(s)):")
+
+
+def test_every_stage_reports_in_one_error():
+    """The config, the model repository and the model plans are separate stages; one error lists
+    the problems of all of them."""
+    error = rejected("prod", {"network.azCount": 1, "modelBucket.forceDestroy": True,
+                              "cluster.publicAccessCidrs": ["0.0.0.0/0"],
+                              "modelServing.models.resnet": {"minReplicas": 2}})
+    paths = [p.split(": ", 1)[0] for p in error.problems]
+    assert paths == ["mlserve:network.azCount", "mlserve:modelBucket.forceDestroy",
+                     "mlserve:cluster.publicAccessCidrs", "mlserve:modelServing.models.resnet"]
+    assert "no such model" in error.problems[-1]
+
+
+def test_a_model_repository_path_pointing_nowhere_names_the_key():
+    error = rejected("prod", {"modelRepository.path": "no/such/folder",
+                              "modelBucket.forceDestroy": True})
+    assert error.problems == [
+        "mlserve:modelBucket.forceDestroy: must be false in prod, got true",
+        "mlserve:modelRepository.path: no folder 'no/such/folder' in the project (missing)"]
+
+
+def test_a_broken_model_is_reported_with_the_config_problems(tmp_path):
+    from components import stack_inputs
+
+    repo = tmp_path / "repo" / "broken"
+    repo.mkdir(parents=True)
+    (repo / "config.pbtxt").write_text("this is not a model config")
+    raw = {k.split(":", 1)[1]: stack_config._decode(v) for k, v in engine_config("prod").items()
+           if k.startswith("mlserve:")}
+    raw["modelRepository"] = {"path": "repo"}
+    raw["modelBucket"] = {**raw["modelBucket"], "forceDestroy": True}
+    inputs, problems = stack_inputs.check(raw, [], tmp_path)
+    assert inputs is None
+    assert problems[0] == "mlserve:modelBucket.forceDestroy: must be false in prod, got true"
+    assert len(problems) >= 2 and any("broken" in p for p in problems[1:]), problems
 
 
 def test_rules_across_sections_still_report_when_a_section_is_invalid():
