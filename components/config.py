@@ -418,11 +418,18 @@ class ModelRepositoryConfig(_Model):
     path: str = Field("model_repo", pattern=r"^[\w./-]+$",
                       description="Repository folder (relative paths are from the project).")
     prefix: str = Field("models", pattern=r"^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)*$",
-                        description="Key prefix in the bucket; objects go under "
-                        "<prefix>/<content hash>/.")
-    version: str | None = Field(None, pattern=r"^[0-9a-f]{20}$",
-                                description="Serve this published or promoted version (already "
-                                "in the bucket) instead of uploading the folder.")
+                        description="Key prefix in the bucket; each model version goes under "
+                        "<prefix>/<model version>/<model>/.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_repository_version(cls, data: Any) -> Any:
+        # One version for the whole repository is gone: every model has its own.
+        if isinstance(data, Mapping) and "version" in data:
+            raise ConfigRuleError([(("version",), "removed: each model has its own version "
+                                    "now; pin a model with modelServing.models.<name>.version "
+                                    "(python -m tools.promote writes it)")])
+        return data
 
 
 _QUANTITY = r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$"
@@ -433,8 +440,9 @@ class CanaryConfig(_Model):
     """A second model version taking a share of the traffic (KServe Standard-mode canary)."""
 
     version: str | None = Field(None, pattern=_CONTENT_HASH,
-                                description="Content hash of the canary; default: the "
-                                "repository's current hash.")
+                                description="Pin the canary to this model version, served from "
+                                "the bucket (not uploaded: it must be there already); default: "
+                                "the model's version in the repository folder, uploaded.")
     percent: int = Field(ge=0, le=100, description="Share of requests routed to the canary "
                          "(0 = dark launch).")
     replicas: int = Field(1, ge=1, le=20, description="Fixed canary replicas (canaries don't "
@@ -445,8 +453,11 @@ class ServedModelConfig(_Model):
     """How one model of the repository is served, scaled and watched."""
 
     version: str | None = Field(None, pattern=_CONTENT_HASH,
-                                description="Content hash to serve; default: the repository's "
-                                "current hash (pin an older one to roll back).")
+                                description="Pin this model to a version (its content hash) "
+                                "already in the bucket, promoted or published: served from "
+                                "there, never uploaded, checked at `pulumi up`. Default: the "
+                                "model's version in the repository folder, uploaded by the "
+                                "stack.")
     gpu_pool: str | None = Field(None, description="GPU node group to run on; default: the "
                                  "first of gpuNodeGroups.")
     min_replicas: int = Field(1, ge=0, le=100, description="Replica floor; 0 only where "
@@ -858,9 +869,6 @@ def model_canary(config: StackConfig) -> Iterator[Problem]:
             continue
         if config.model_serving.backend != "kserve":
             yield (*where, "canary"), "needs backend kserve"
-        if model.canary.version is None and config.model_repository.version is not None:
-            yield ((*where, "canary", "version"), "must be set when modelRepository.version is "
-                   "pinned (the folder's hash is not uploaded then)")
 
 
 @rule

@@ -88,10 +88,11 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
             raise ConfigError([f"mlserve:modelServing.models.{name}.gpus: serving on CPU needs "
                                f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
                                "(selected with --model-config-name=cpu)"])
-        version = model.version or config.model_repository.version or repository.content_hash
+        folder_version = repository.models[name].content_hash
+        version = model.version or folder_version
         canary = None
         if model.canary is not None:
-            canary = model.canary.version or repository.content_hash
+            canary = model.canary.version or folder_version
             if canary == version:
                 raise ConfigError([f"mlserve:modelServing.models.{name}.canary.version: the "
                                    f"canary must differ from the served version ({version}); "

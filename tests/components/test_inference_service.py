@@ -13,8 +13,10 @@ import pytest
 from components.inference_service import alert_expressions, dashboard_queries
 from components.monitoring import PROMETHEUS_URL
 from components.versions import TRITON_IMAGE_TAG
-from tests.harness import evaluate, set_path, stack_config
+from tests.harness import ROOT_DIR, evaluate, set_path, stack_config
+from tools.models import repository
 from tools.models.triton import METRICS_ARGS
+from tools.registry import version_uri
 
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 
@@ -56,7 +58,7 @@ def test_predictor_runs_triton_on_the_configured_gpus(graph):
     assert model["protocolVersion"] == "v2"
     assert model["runtime"] == "kserve-tritonserver"
     assert model["runtimeVersion"] == TRITON_IMAGE_TAG
-    assert model["storageUri"] == graph.exports["modelStorageUri"]
+    assert model["storageUri"] == graph.exports["modelStorageUris"]["cifar10"]
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert model["resources"]["requests"]["cpu"] == config["cpu"]
     assert model["resources"]["limits"]["memory"] == config["memory"]
@@ -76,7 +78,7 @@ def test_keda_scales_on_tritons_backlog(graph):
     external = metric["external"]
     assert external["metric"]["backend"] == "prometheus"
     assert external["metric"]["serverAddress"] == PROMETHEUS_URL
-    version = graph.exports["modelContentHash"]
+    version = graph.exports["modelVersions"]["cifar10"]
     assert external["metric"]["query"] == (
         'sum(nv_inference_pending_request_count{namespace="models",model="cifar10",'
         f'pod=~"cifar10-v-{version[:10]}-predictor-.*"}})')
@@ -91,7 +93,7 @@ def test_scale_from_zero_wakes_on_gateway_requests(dev, prod):
     assert len(metrics) == 2
     demand = metrics[1]["external"]
     assert demand["metric"]["query"].startswith("clamp_max(sum(rate(istio_requests_total{")
-    version = dev.exports["modelContentHash"][:10]
+    version = dev.exports["modelVersions"]["cifar10"][:10]
     assert f'destination_service_name="cifar10-v-{version}-predictor"' in \
         demand["metric"]["query"]
     assert demand["target"]["value"] == "1"
@@ -103,7 +105,7 @@ def test_scale_from_zero_wakes_on_gateway_requests(dev, prod):
 
 
 def test_route_at_the_gateway(graph):
-    version = graph.exports["modelContentHash"][:10]
+    version = graph.exports["modelVersions"]["cifar10"][:10]
     (route,) = of_kind(graph, "VirtualService")
     spec = route.inputs["spec"]
     assert spec["hosts"] == ["cifar10-models.example.com"]
@@ -151,13 +153,15 @@ def canary_stack(**canary):
 def test_canary_sends_a_share_to_the_new_content_hash():
     graph = evaluate("staging", config=canary_stack(percent=10))
     spec = isvc(graph)["spec"]
-    new = graph.exports["modelContentHash"]
+    new = repository.load(ROOT_DIR / "model_repo").models["cifar10"].content_hash
     assert spec["predictor"]["name"] == f"v-{OLD[:10]}"
+    assert spec["predictor"]["model"]["storageUri"] == graph.exports["modelStorageUris"]["cifar10"]
     assert spec["predictor"]["model"]["storageUri"].endswith(f"/models/{OLD}")
     (canary,) = spec["canary"]
     assert canary["trafficPercent"] == 10
     assert canary["predictor"]["name"] == f"v-{new[:10]}"
-    assert canary["predictor"]["model"]["storageUri"] == graph.exports["modelStorageUri"]
+    assert canary["predictor"]["model"]["storageUri"] == version_uri(
+        graph.exports["modelBucketName"], "models", new)
     assert canary["predictor"]["minReplicas"] == 1
     assert "autoScaling" not in canary["predictor"] and "maxReplicas" not in canary["predictor"]
     assert graph.exports["models"]["cifar10"]["canaryVersion"] == new
@@ -278,7 +282,7 @@ def test_outputs_per_model(graph):
     assert endpoint["host"] == "cifar10-models.example.com"
     assert endpoint["url"].startswith("http://k8s-istiosys-") and \
         endpoint["url"].endswith("/v2/models/cifar10/infer")
-    assert endpoint["version"] == graph.exports["modelContentHash"]
+    assert endpoint["version"] == graph.exports["modelVersions"]["cifar10"]
     assert shlex.split(endpoint["curl"])[0] == "curl"
 
 
@@ -364,11 +368,3 @@ def test_triton_tag_from_config_reaches_the_model():
     graph = evaluate("staging", config=set_path(stack_config("staging"),
                                                 "platform.kserve.tritonImageTag", "26.08-py3"))
     assert isvc(graph)["spec"]["predictor"]["model"]["runtimeVersion"] == "26.08-py3"
-
-
-def test_canary_version_required_when_the_repository_is_pinned():
-    config = set_path(stack_config("staging"), "modelRepository.version", OLD)
-    config = set_path(config, "modelServing.models.cifar10.canary", {"percent": 10})
-    graph = evaluate("staging", config=config)
-    assert "canary.version: must be set when modelRepository.version is pinned" in \
-        str(graph.error)
