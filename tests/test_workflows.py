@@ -71,3 +71,11 @@ def test_every_policy_run_installs_the_packs_environment_first():
                 earlier = " ".join(s.get("run", "") for s in steps[:index])
                 assert "policy/venv/bin/pip install -r policy/requirements.txt" in earlier, \
                     f"{path.name}:{job_name} runs the policy pack before installing it"
+
+
+def test_promotion_takes_its_inputs_as_variables_never_as_code():
+    deploy = yaml.safe_load((ROOT_DIR / ".github/workflows/deploy.yml").read_text())
+    (step,) = [s for s in deploy["jobs"]["promote"]["steps"] if "tools.promote" in s.get("run", "")]
+    assert "${{" not in step["run"]
+    assert step["env"] == {"TARGET": "${{ inputs.target }}", "MODEL": "${{ inputs.model }}"}
+    assert '${MODEL:+--model "$MODEL"}' in step["run"]
