@@ -95,6 +95,8 @@ if eks:
                 serving=config.model_serving,
                 oidc_provider_arn=cluster.oidc_provider_arn,
                 oidc_issuer_url=cluster.oidc_issuer_url,
+                region=config.region,
+                prefix=prefix,
             ),
             on_aws,
         )

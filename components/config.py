@@ -44,6 +44,8 @@ REQUIRED_LOG_TYPES = ("api", "audit", "authenticator")
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _IAM_PRINCIPAL_ARN = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
+# A role or user, or a whole account (its root), as a bucket/key policy principal.
+_PROMOTION_READER_ARN = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(root|(role|user)/[\w+=,.@/-]+)$"
 
 
 Loc = tuple[str | int, ...]
@@ -410,6 +412,18 @@ class ModelBucketConfig(_Model):
         False, description="Let `pulumi destroy` empty the bucket. Never allowed in prod."
     )
     protect: bool = Field(False, description="Pulumi-protect the bucket. Required in prod.")
+    promotion_readers: list[Annotated[str, Field(pattern=_PROMOTION_READER_ARN)]] = Field(
+        default_factory=list,
+        description="create: IAM roles (or accounts) of the next stage that promote model "
+        "versions out of this bucket: read-only on <prefix>/ in the bucket policy, and "
+        "kms:Decrypt through S3 in the key policy.")
+
+    @field_validator("promotion_readers")
+    @classmethod
+    def _distinct_readers(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"must not repeat a principal, got {value}")
+        return value
 
 
 class ModelRepositoryConfig(_Model):
@@ -776,6 +790,14 @@ def bucket_mode_fields(config: StackConfig) -> Iterator[Problem]:
             if value:
                 yield (("modelBucket", field),
                        "not with mode create (the stack names and owns the bucket)")
+
+
+@rule
+def promotion_readers_need_own_bucket(config: StackConfig) -> Iterator[Problem]:
+    bucket = config.model_bucket
+    if bucket.promotion_readers and bucket.mode != "create":
+        yield (("modelBucket", "promotionReaders"), "only with mode create (grant a bucket the "
+               "stack doesn't own in its own policy)")
 
 
 @rule
