@@ -28,6 +28,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-
 	@command -v npm >/dev/null || { echo "npm is required for the schema tests (Node.js 18+)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	@# The wheels of requirements.txt alone: tests/test_requirements.py builds the environment a
+	@# plain `pulumi up` gets from them, offline.
+	rm -rf $(VENV)/wheelhouse
+	$(PY) -m pip download --quiet --disable-pip-version-check -r requirements.txt -d $(VENV)/wheelhouse
 	npm ci --prefix tests/schemas --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 

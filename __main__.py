@@ -15,10 +15,21 @@ from components.gpu_stack import GpuStack, GpuStackArgs
 from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.mesh import Mesh, MeshArgs
-from components.model_repository import ModelRepository, ModelRepositoryArgs
+from components.model_repository import (
+    ModelRepository,
+    ModelRepositoryArgs,
+    model_versions,
+    storage_uris,
+)
 from components.model_serving import ModelServing, ModelServingArgs
 from components.model_store import ModelStore, ModelStoreArgs
-from components.model_upload import ModelUpload, ModelUploadArgs
+from components.model_upload import (
+    BucketAccess,
+    ModelUpload,
+    ModelUploadArgs,
+    PinnedModelVersions,
+    PinnedModelVersionsArgs,
+)
 from components.monitoring import GRAFANA_SERVICE, Monitoring, MonitoringArgs
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from components.network import Network, NetworkArgs
@@ -32,11 +43,13 @@ from components.storage import Storage, StorageArgs
 # nothing, and one error lists the problems of the config, the repository and the model plans.
 inputs = load_stack_inputs(Path(__file__).parent)
 config, model_repo, model_plans = inputs.config, inputs.repository, inputs.plans
+# Each served version: the folder's (uploaded here) or pinned (already in the bucket, checked).
+versions = model_versions(config, model_repo, model_plans)
 stack = pulumi.get_stack()
 cluster_name = config.cluster_name(stack)
 eks = config.cluster.mode == "eks"
 bucket = config.model_bucket
-pinned_version = config.model_repository.version
+prefix = config.model_repository.prefix
 
 # ---- The AWS half (cluster.mode eks): network, EKS, GPU nodes, the hardened model bucket.
 network = cluster = gpu_nodes = model_store = uploaded_to_s3 = None
@@ -80,16 +93,19 @@ if eks:
                 serving=config.model_serving,
                 oidc_provider_arn=cluster.oidc_provider_arn,
                 oidc_issuer_url=cluster.oidc_issuer_url,
+                region=config.region,
+                prefix=prefix,
             ),
             on_aws,
         )
-        uploaded_to_s3 = ModelRepository(
-            "model-repo",
-            ModelRepositoryArgs(repository=model_repo, bucket=model_store.bucket_name,
-                                prefix=config.model_repository.prefix,
-                                bucket_ready=model_store.ready, pinned_version=pinned_version),
-            on_aws,
-        )
+        if versions.uploads:
+            uploaded_to_s3 = ModelRepository(
+                "model-repo",
+                ModelRepositoryArgs(repository=model_repo, bucket=model_store.bucket_name,
+                                    prefix=prefix, models=sorted(versions.uploads),
+                                    bucket_ready=model_store.ready),
+                on_aws,
+            )
     providers["kubernetes"] = cluster.provider
 else:
     # ---- An existing cluster (an existing EKS, kind, minikube): no AWS resources at all.
@@ -219,8 +235,9 @@ if backend == "seldon" and mesh is not None and serving is not None:
         on_cluster,
     ).release
 
-# ---- The model repository in a bucket the stack doesn't own (existing S3, MinIO).
-object_store = uploaded = None
+# ---- Model versions in a bucket the stack doesn't own (existing S3, MinIO): the folder's are
+# uploaded; in any bucket, pinned ones are checked to be there and intact.
+object_store = uploaded = pinned = None
 credentials = None
 if config.model_store_access_key_id and config.model_store_secret_access_key:
     credentials = (config.model_store_access_key_id.get_secret_value(),
@@ -232,20 +249,24 @@ if platform.minio.enabled:
                         node_port=node_port_of(bucket.endpoint)),
         on_cluster)
     credentials = object_store.credentials
-if bucket.mode != "create" and pinned_version is None:
+access = BucketAccess(bucket=bucket_name, prefix=prefix, region=config.region,
+                      endpoint=bucket.endpoint,
+                      access_key_id=credentials[0] if credentials else None,
+                      secret_access_key=credentials[1] if credentials else None)
+store_ready = [object_store.release] if object_store else []
+if bucket.mode != "create" and versions.uploads:
     uploaded = ModelUpload(
         "model-upload",
-        ModelUploadArgs(repository=model_repo, bucket=bucket.name or "",
-                        prefix=config.model_repository.prefix, region=config.region,
-                        endpoint=bucket.endpoint,
-                        access_key_id=credentials[0] if credentials else None,
-                        secret_access_key=credentials[1] if credentials else None,
-                        depends_on=[object_store.release] if object_store else []))
+        ModelUploadArgs(repository=model_repo, models=sorted(versions.uploads), access=access,
+                        depends_on=store_ready))
 if uploaded_to_s3 is not None:
     uploaded = uploaded_to_s3
-storage_uri = uploaded.uploaded if uploaded else (
-    f"s3://{bucket_name}/{config.model_repository.prefix}/{pinned_version}"
-    if bucket_name else None)
+if versions.pinned:
+    pinned = PinnedModelVersions(
+        "model-pins", PinnedModelVersionsArgs(pinned=versions.pinned, access=access,
+                                              depends_on=store_ready))
+model_storage_uris = storage_uris(model_plans, {**(uploaded.ready if uploaded else {}),
+                                                **(pinned.ready if pinned else {})})
 
 served = None
 if server_runtime is not None and mesh is not None and serving is not None:
@@ -266,7 +287,7 @@ if server_runtime is not None and mesh is not None and serving is not None:
             # Runtime, identity, model files and the autoscaler exist before any model; on
             # destroy the models go first.
             depends_on=[server_runtime, *([model_store.reader] if model_store else []),
-                        *([uploaded] if uploaded else []),
+                        *([uploaded] if uploaded else []), *([pinned] if pinned else []),
                         *([autoscaling.keda] if autoscaling.keda else [])],
             monitoring=monitoring.release if monitoring else None),
         on_cluster,
@@ -285,8 +306,9 @@ if network is not None and cluster is not None and gpu_nodes is not None:
 pulumi.export("modelBucketName", bucket_name)
 if reader_role_arn is not None:
     pulumi.export("modelReaderRoleArn", reader_role_arn)
-pulumi.export("modelStorageUri", storage_uri)
-pulumi.export("modelContentHash", pinned_version or model_repo.content_hash)
+# Per model: the version it serves (stable track; canaries are in `models`) and where it lies.
+pulumi.export("modelVersions", {plan.name: plan.version for plan in model_plans})
+pulumi.export("modelStorageUris", model_storage_uris)
 if monitoring is not None:
     pulumi.export("prometheusUrl", monitoring.prometheus_url)
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)

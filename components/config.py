@@ -49,6 +49,8 @@ REQUIRED_LOG_TYPES = ("api", "audit", "authenticator")
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _IAM_PRINCIPAL_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
 _SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
+# A role or user, or a whole account (its root), as a bucket/key policy principal.
+_PROMOTION_READER_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:(root|(role|user)/[\w+=,.@/-]+)$"
 
 
 Loc = tuple[str | int, ...]
@@ -455,6 +457,18 @@ class ModelBucketConfig(_Model):
         False, description="Let `pulumi destroy` empty the bucket. Never allowed in prod."
     )
     protect: bool = Field(False, description="Pulumi-protect the bucket. Required in prod.")
+    promotion_readers: list[Annotated[str, Field(pattern=_PROMOTION_READER_ARN)]] = Field(
+        default_factory=list,
+        description="create: IAM roles (or accounts) of the next stage that promote model "
+        "versions out of this bucket: read-only on <prefix>/ in the bucket policy, and "
+        "kms:Decrypt through S3 in the key policy.")
+
+    @field_validator("promotion_readers")
+    @classmethod
+    def _distinct_readers(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"must not repeat a principal, got {value}")
+        return value
 
 
 class ModelRepositoryConfig(_Model):
@@ -463,11 +477,18 @@ class ModelRepositoryConfig(_Model):
     path: str = Field("model_repo", pattern=r"^[\w./-]+$",
                       description="Repository folder (relative paths are from the project).")
     prefix: str = Field("models", pattern=r"^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)*$",
-                        description="Key prefix in the bucket; objects go under "
-                        "<prefix>/<content hash>/.")
-    version: str | None = Field(None, pattern=r"^[0-9a-f]{20}$",
-                                description="Serve this published or promoted version (already "
-                                "in the bucket) instead of uploading the folder.")
+                        description="Key prefix in the bucket; each model version goes under "
+                        "<prefix>/<model version>/<model>/.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_repository_version(cls, data: Any) -> Any:
+        # One version for the whole repository is gone: every model has its own.
+        if isinstance(data, Mapping) and "version" in data:
+            raise ConfigRuleError([(("version",), "removed: each model has its own version "
+                                    "now; pin a model with modelServing.models.<name>.version "
+                                    "(python -m tools.promote writes it)")])
+        return data
 
 
 _CONTENT_HASH = r"^[0-9a-f]{20}$"
@@ -523,8 +544,9 @@ class CanaryConfig(_Model):
     InferenceService next to the stable one (README, "Canary, promotion, rollback")."""
 
     version: str | None = Field(None, pattern=_CONTENT_HASH,
-                                description="Content hash of the canary; default: the hash of "
-                                "the model's own files in the repository.")
+                                description="Pin the canary to this model version, served from "
+                                "the bucket (not uploaded: it must be there already); default: "
+                                "the model's version in the repository folder, uploaded.")
     percent: int = Field(ge=0, le=100, description="Share of requests routed to the canary "
                          "(0 = dark launch).")
     replicas: int = Field(1, ge=1, le=20, description="Canary replicas (its floor); the canary "
@@ -549,9 +571,11 @@ class ServedModelConfig(_Model):
     """How one model of the repository is served, scaled and watched."""
 
     version: str | None = Field(None, pattern=_CONTENT_HASH,
-                                description="Content hash to serve; default: the hash of the "
-                                "model's own files in the repository (pin an older one to roll "
-                                "back).")
+                                description="Pin this model to a version (its content hash) "
+                                "already in the bucket, promoted or published: served from "
+                                "there, never uploaded, checked at `pulumi up`. Default: the "
+                                "model's version in the repository folder, uploaded by the "
+                                "stack.")
     gpu_pool: str | None = Field(None, description="GPU node group to run on; default: the "
                                  "first of gpuNodeGroups.")
     min_replicas: int = Field(1, ge=0, le=100, description="Replica floor; 0 only where "
@@ -911,6 +935,14 @@ def bucket_mode_fields(config: StackConfig) -> Iterator[Problem]:
 
 
 @rule
+def promotion_readers_need_own_bucket(config: StackConfig) -> Iterator[Problem]:
+    bucket = config.model_bucket
+    if bucket.promotion_readers and bucket.mode != "create":
+        yield (("modelBucket", "promotionReaders"), "only with mode create (grant a bucket the "
+               "stack doesn't own in its own policy)")
+
+
+@rule
 def store_credentials(config: StackConfig) -> Iterator[Problem]:
     keys = [config.model_store_access_key_id, config.model_store_secret_access_key]
     mode = config.model_bucket.mode
@@ -1002,9 +1034,6 @@ def model_canary(config: StackConfig) -> Iterator[Problem]:
             continue
         if config.model_serving.backend != "kserve":
             yield (*where, "canary"), "needs backend kserve"
-        if model.canary.version is None and config.model_repository.version is not None:
-            yield ((*where, "canary", "version"), "must be set when modelRepository.version is "
-                   "pinned (the folder's hash is not uploaded then)")
 
 
 @rule

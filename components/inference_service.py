@@ -41,6 +41,7 @@ from components.naming import CANARY, STABLE
 from components.serving_platform import TRITON_RUNTIME
 from components.versions import TRITON_IMAGE_TAG
 from tools.models.triton import HTTP_PORT, METRICS_ARGS, METRICS_PORT, READY_PATH
+from tools.registry import version_uri
 
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 SELDON_LABEL = "seldon-deployment-id"
@@ -83,7 +84,7 @@ class ModelPlan:
     namespace: str
     service_account: str
     storage_prefix: str
-    """s3://bucket/prefix, without the hash."""
+    """The key prefix of model versions in the bucket (modelRepository.prefix)."""
     version: str
     config: ServedModelConfig
     gpu_pool: str | None
@@ -97,7 +98,7 @@ class ModelPlan:
     """The Host this model answers on at the ingress gateway (KServe backend)."""
 
     def storage_uri(self, bucket: str, version: str) -> str:
-        return f"s3://{bucket}/{self.storage_prefix}/{version}"
+        return version_uri(bucket, self.storage_prefix, version)
 
     @property
     def tracks(self) -> list[Track]:
@@ -159,7 +160,7 @@ def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
         "runtime": TRITON_RUNTIME,
         "runtimeVersion": plan.triton_image_tag,
         "storageUri": plan.storage_uri(bucket, version),
-        # The repository holds every model: this server loads only its own.
+        # A version holds one model (tools/registry.py); explicit mode loads exactly that one.
         "args": ["--model-control-mode=explicit", f"--load-model={plan.name}", *METRICS_ARGS,
                  *cpu_config],
         # The runtime declares no ports, and KServe builds the predictor Service from the first

@@ -93,10 +93,11 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
             problems.append(f"mlserve:modelServing.models.{name}.gpus: serving on CPU needs "
                             f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
                             "(selected with --model-config-name=cpu)")
-        version = model.version or config.model_repository.version or found.content_hash
+        folder_version = found.content_hash
+        version = model.version or folder_version
         canary = None
         if model.canary is not None:
-            canary = model.canary.version or found.content_hash
+            canary = model.canary.version or folder_version
             if canary == version:
                 problems.append(f"mlserve:modelServing.models.{name}.canary.version: the canary "
                                 f"must differ from the served version ({version}); pin "

@@ -13,7 +13,7 @@ from tests.harness import ROOT_DIR, STACKS, evaluate
 EXPORTS = {"vpcId", "privateSubnetIds", "publicSubnetIds", "clusterName", "clusterEndpoint",
            "kubeconfig", "oidcProviderArn", "modelBucketName", "modelReaderRoleArn",
            "systemNodeGroupName", "gpuNodeGroupNames", "prometheusUrl", "grafanaAdminPassword",
-           "grafanaPortForward", "modelNamespace", "modelStorageUri", "modelContentHash", "models"}
+           "grafanaPortForward", "modelNamespace", "modelVersions", "modelStorageUris", "models"}
 AWS_PROVIDER = "pulumi:providers:aws"
 
 

@@ -99,3 +99,11 @@ def test_jobs_that_reach_a_stack_run_on_runners_chosen_per_stack():
                 f"${{{{ fromJSON(vars.MLSERVE_RUNNERS || '{{}}')[{key}] || 'ubuntu-24.04' }}}}"
             ), f"{path.name}:{job_name}"
     assert reaching == 4  # PR previews; deploys to dev; promotions; the drift check
+
+
+def test_promotion_takes_its_inputs_as_variables_never_as_code():
+    deploy = yaml.safe_load((ROOT_DIR / ".github/workflows/deploy.yml").read_text())
+    (step,) = [s for s in deploy["jobs"]["promote"]["steps"] if "tools.promote" in s.get("run", "")]
+    assert "${{" not in step["run"]
+    assert step["env"] == {"TARGET": "${{ inputs.target }}", "MODEL": "${{ inputs.model }}"}
+    assert '${MODEL:+--model "$MODEL"}' in step["run"]

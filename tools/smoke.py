@@ -37,6 +37,9 @@ class Endpoint:
     base: str
     """Everything before /v2/... (KServe: the NLB; Seldon: the NLB plus its path prefix)."""
     host: str | None
+    version: str | None = None
+    """The model version the stack says it serves (its `models` output), printed with the
+    results, so a log says which version passed before it is promoted."""
 
 
 def endpoints_from_stack(stack: str) -> list[Endpoint]:
@@ -47,7 +50,8 @@ def endpoints_from_stack(stack: str) -> list[Endpoint]:
                             capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"smoke: pulumi stack output models: {result.stderr.strip()}")
-    return [Endpoint(model=name, base=value["url"].split("/v2/models/")[0], host=value["host"])
+    return [Endpoint(model=name, base=value["url"].split("/v2/models/")[0], host=value["host"],
+                     version=value.get("version"))
             for name, value in sorted(json.loads(result.stdout).items())]
 
 
@@ -148,8 +152,9 @@ def check(endpoint: Endpoint) -> list[tuple[str, bool, str]]:
 def run(endpoints: list[Endpoint], wait: float = 0) -> bool:
     ok = True
     for endpoint in endpoints:
-        print(f"{endpoint.model} @ {endpoint.base}" + (f" (Host: {endpoint.host})"
-                                                       if endpoint.host else ""), flush=True)
+        print(f"{endpoint.model}" + (f" {endpoint.version}" if endpoint.version else "")
+              + f" @ {endpoint.base}" + (f" (Host: {endpoint.host})" if endpoint.host else ""),
+              flush=True)
         if wait > 0:
             readiness = wait_until_ready(endpoint, wait)
             if not readiness.ready:

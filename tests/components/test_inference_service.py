@@ -357,7 +357,7 @@ def test_outputs_per_model(graph):
     assert endpoint["host"] == "cifar10-models.example.com"
     assert endpoint["url"].startswith("http://k8s-istiosys-") and \
         endpoint["url"].endswith("/v2/models/cifar10/infer")
-    assert endpoint["version"] == graph.exports["modelContentHash"]
+    assert endpoint["version"] == graph.exports["modelVersions"]["cifar10"]
     assert shlex.split(endpoint["curl"])[0] == "curl"
 
 
@@ -443,14 +443,6 @@ def test_triton_tag_from_config_reaches_the_model():
     graph = evaluate("staging", config=set_path(stack_config("staging"),
                                                 "platform.kserve.tritonImageTag", "26.08-py3"))
     assert isvc(graph)["spec"]["predictor"]["model"]["runtimeVersion"] == "26.08-py3"
-
-
-def test_canary_version_required_when_the_repository_is_pinned():
-    config = set_path(stack_config("staging"), "modelRepository.version", OLD)
-    config = set_path(config, "modelServing.models.cifar10.canary", {"percent": 10})
-    graph = evaluate("staging", config=config)
-    assert "canary.version: must be set when modelRepository.version is pinned" in \
-        str(graph.error)
 
 
 def test_model_plan_problems_are_reported_together():

@@ -59,7 +59,7 @@ def test_seldon_deployment_serves_triton_from_the_uploaded_uri(seldon):
     (predictor,) = spec["predictors"]
     graph = predictor["graph"]
     assert graph["implementation"] == "TRITON_SERVER"
-    assert graph["modelUri"] == seldon.exports["modelStorageUri"]
+    assert graph["modelUri"] == seldon.exports["modelStorageUris"]["cifar10"]
     assert graph["serviceAccountName"] == "model-server"
     (component,) = predictor["componentSpecs"]
     pod = component["spec"]

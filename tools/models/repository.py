@@ -84,12 +84,20 @@ def repository_files(root: Path) -> list[str]:
     )
 
 
-def content_hash(root: Path, files: Iterable[str]) -> str:
+def hash_of_digests(entries: Iterable[tuple[str, bytes]]) -> str:
+    """The content hash from each file's path (relative to the repository root) and SHA-256
+    digest, in path order: anyone holding the files, or a list of their digests, can recompute
+    a version and check it (tools/registry.py does, before and after every copy)."""
     digest = hashlib.sha256()
-    for relative in files:
+    for relative, file_digest in sorted(entries):
         digest.update(relative.encode() + b"\0")
-        digest.update(hashlib.sha256((root / relative).read_bytes()).digest())
+        digest.update(file_digest)
     return digest.hexdigest()[:HASH_LENGTH]
+
+
+def content_hash(root: Path, files: Iterable[str]) -> str:
+    return hash_of_digests((relative, hashlib.sha256((root / relative).read_bytes()).digest())
+                           for relative in files)
 
 
 def _where(model: Path, root: Path) -> str:
