@@ -74,7 +74,10 @@ class ConfigError(pulumi.RunError):
     def __init__(self, problems: Sequence[str]):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+        # Not super(): StackInputError also derives from ModelRepositoryError, whose __init__
+        # would take the message for its problems.
+        pulumi.RunError.__init__(
+            self, f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
 
 
 def _cidr(value: Any) -> str:
@@ -1445,6 +1448,11 @@ class _InvalidSection:
 
     __getattr__ = __iter__ = __len__ = __bool__ = __contains__ = __getitem__ = _refuse
     __eq__ = __lt__ = __gt__ = __hash__ = __str__ = __format__ = _refuse  # type: ignore[assignment]
+
+
+def is_valid(section: Any) -> bool:
+    """False for the stand-in of a section that failed validation."""
+    return not isinstance(section, _InvalidSection)
 
 
 def check_rules(config: StackConfig) -> list[Problem]:

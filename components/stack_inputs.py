@@ -40,34 +40,15 @@ class StackInputError(ConfigError, ModelRepositoryError):
     repository's problems are in it when it has any."""
 
 
-def _stage_problems(exc: Exception) -> list[str]:
-    """The problems a stage raised, one per line of the report: its `.problems`, or the
-    "  - ..." lines of its message."""
-    problems = getattr(exc, "problems", None)
-    if problems:
-        return [str(p) for p in problems]
-    lines = [line.strip() for line in str(exc).splitlines()]
-    items = [line[2:] for line in lines if line.startswith("- ")]
-    return items or [line for line in lines if line] or [repr(exc)]
-
-
 def _load_repository(config: StackConfig, project_root: Path,
                      problems: list[str]) -> Repository | None:
-    try:
-        settings = config.model_repository
-        path = settings.path
-    except SectionUnavailable:
+    settings = config.model_repository
+    if not stack_config.is_valid(settings):
         return None  # modelRepository itself is invalid: already reported
-    folder = project_root / path
-    if not folder.is_dir():
-        problems.append(stack_config.render(
-            ("modelRepository", "path"),
-            f"no folder {path!r} in the project ({'not a folder' if folder.exists() else 'missing'})"))
-        return None
     try:
         return load_model_repository(settings, project_root)
     except ModelRepositoryError as exc:
-        problems.extend(_stage_problems(exc))
+        problems.extend(exc.problems)
         return None
 
 
@@ -77,7 +58,7 @@ def _plan(config: StackConfig, repository: Repository, problems: list[str]) -> l
     except SectionUnavailable:
         return []  # a section the plans read is invalid: already reported
     except ConfigError as exc:
-        problems.extend(_stage_problems(exc))
+        problems.extend(exc.problems)
         return []
     except Exception:
         if problems:

@@ -381,7 +381,8 @@ def test_a_model_repository_path_pointing_nowhere_names_the_key():
                               "modelBucket.forceDestroy": True})
     assert error.problems == [
         "mlserve:modelBucket.forceDestroy: must be false in prod, got true",
-        "mlserve:modelRepository.path: no folder 'no/such/folder' in the project (missing)"]
+        "mlserve:modelRepository.path: 'no/such/folder' is not a folder of the project (no "
+        "model repository there)"]
 
 
 def test_a_broken_model_is_reported_with_the_config_problems(tmp_path):

@@ -82,8 +82,9 @@ def test_changing_one_model_rolls_that_model_only(tmp_path):
     cifar10 = [k for k in keys(after) if old["cifar10"] in k]
     assert cifar10 and set(cifar10) <= set(keys(before))
     assert not [k for k in keys(after) if old["other"] in k]
-    assert inference_services(after)["cifar10"] == inference_services(before)["cifar10"]
-    assert inference_services(after)["other"] != inference_services(before)["other"]
+    assert inference_services(after)["cifar10-stable"] == \
+        inference_services(before)["cifar10-stable"]
+    assert inference_services(after)["other-stable"] != inference_services(before)["other-stable"]
 
 
 def inference_services(graph):
