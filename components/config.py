@@ -1401,6 +1401,17 @@ def principals_in_the_regions_partition(config: StackConfig) -> Iterator[Problem
 
 
 @rule
+def promotion_readers_in_the_regions_partition(config: StackConfig) -> Iterator[Problem]:
+    """Promotion readers are other accounts' principals by design, but a bucket policy can only
+    name principals of its own partition."""
+    partition = aws_facts.region_partition(config.region)
+    for index, arn in enumerate(config.model_bucket.promotion_readers):
+        if _arn_parts(arn)[0] != partition:
+            yield (("modelBucket", "promotionReaders", index),
+                   f"must be in partition {partition!r} of region {config.region}, got {arn!r}")
+
+
+@rule
 def principals_in_the_stacks_account(config: StackConfig) -> Iterator[Problem]:
     account = config.account_id
     principals = list(_principals(config))

@@ -39,7 +39,7 @@ from components.monitoring import DASHBOARD_LABEL, NAMESPACE as MONITORING_NAMES
 from components.monitoring import PROMETHEUS_URL
 from components.naming import CANARY, STABLE
 from components.serving_platform import TRITON_RUNTIME
-from components.versions import TRITON_IMAGE_TAG
+from components.versions import TRITON_IMAGE_TAG, TRITON_IMAGE_UID
 from tools.models.triton import HTTP_PORT, METRICS_ARGS, METRICS_PORT, READY_PATH
 from tools.registry import version_uri
 
@@ -187,7 +187,12 @@ def _placement(plan: ModelPlan) -> dict[str, Any]:
     return {
         "serviceAccountName": plan.service_account,
         **gpu,
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        # Triton's own user: runAsNonRoot alone fails at pod start (the image runs as root).
+        # KServe's storage-initializer image runs as uid 1000 too, so the model files it writes
+        # are Triton's; Istio's containers set their own users.
+        "securityContext": {"runAsNonRoot": True, "runAsUser": TRITON_IMAGE_UID,
+                            "runAsGroup": TRITON_IMAGE_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
     }
 
 

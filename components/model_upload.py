@@ -61,8 +61,9 @@ class _Publisher(ResourceProvider):
             except MissingVersion as exc:
                 raise RegistryError(f"{props['config_key']}: {props['version']} is pinned but "
                                     f"not in {where} ({exc}); a pinned version is never "
-                                    "uploaded: promote it (python -m tools.promote) or publish "
-                                    "it (python -m tools.models publish) first") from None
+                                    "uploaded: promote it (.venv/bin/python -m tools.promote) or "
+                                    "publish it (.venv/bin/python -m tools.models publish) "
+                                    "first") from None
             except RegistryError as exc:
                 raise RegistryError(f"{props['config_key']}: pinned {props['version']}: {exc}"
                                     ) from None

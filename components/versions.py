@@ -115,6 +115,12 @@ SELDON_LAST_APACHE_VERSION = "1.17.1"
 # Triton image for KServe's kserve-tritonserver runtime (the chart's default 23.05 is years old).
 # Container 26.07 ships Triton server 2.71.
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver"
+# The Triton image's unprivileged user, triton-server, uid and gid 1000. The image declares no USER,
+# so it runs as root unless the pod names a uid; with runAsNonRoot alone the kubelet refuses to
+# start it ("image will run as root"). triton-inference-server/server build.py asserts the id:
+# "Create a user that can be used to run triton as non-root. Make sure that this user to given
+# ID 1000".
+TRITON_IMAGE_UID = 1000
 TRITON_IMAGE_TAG = "26.07-py3"
 
 

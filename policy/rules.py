@@ -747,6 +747,11 @@ def model_gpu_toleration(args: Any, report: Report) -> None:
                    "toleration")
 
 
+def _positive_number(value: Any) -> bool:
+    """A number above zero; the engine hands numbers over as floats (protobuf Struct)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 @resource_rule("model-non-root", *MODEL_SERVERS)
 def model_non_root(args: Any, report: Report) -> None:
     """Model pods run as non-root with the runtime's default seccomp profile (Pod Security restricted)."""
@@ -754,6 +759,10 @@ def model_non_root(args: Any, report: Report) -> None:
         context = _map(pod.pod.get("securityContext"))
         if context.get("runAsNonRoot") is not True:
             report(f"{_name(args)} {pod.where}: pods may run as root")
+        elif not _positive_number(context.get("runAsUser")):
+            # runAsNonRoot alone only refuses to start an image whose USER is root (Triton's
+            # is): the pod must name its non-root uid.
+            report(f"{_name(args)} {pod.where}: runAsNonRoot without a non-zero runAsUser")
         if _path(context, "seccompProfile", "type") != "RuntimeDefault":
             report(f"{_name(args)} {pod.where}: no RuntimeDefault seccomp profile")
 

@@ -519,6 +519,13 @@ def test_node_room_follows_the_eks_ami_reservations():
     assert stack_config.node_room("x9.unknown") is None
 
 
+def test_promotion_readers_are_in_the_regions_partition():
+    error = rejected("dev", {"modelBucket.promotionReaders": [
+        "arn:aws-cn:iam::444455556666:role/mlserve-deployer"]})
+    assert ("mlserve:modelBucket.promotionReaders[0]: must be in partition 'aws' of region "
+            "us-west-2, got 'arn:aws-cn:iam::444455556666:role/mlserve-deployer'") in error.problems
+
+
 def test_engine_strings_are_converted_by_field_type():
     # `pulumi config set --path network.azCount 3` stores the string "3".
     config = stack_config.parse({

@@ -453,3 +453,12 @@ def test_model_plan_problems_are_reported_together():
     graph = evaluate("staging", config=config)
     assert graph.resources == [] and [p.split(":", 2)[1] for p in graph.error.problems] == [
         "modelServing.models.ghost", "modelServing.models.cifar10.canary.version"]
+
+
+def test_model_pods_run_as_tritons_own_user(graph):
+    """The Triton image declares no USER: runAsNonRoot alone would stop the pod from starting, so
+    the pod names Triton's uid (1000, asserted by Triton's own image build)."""
+    for service in graph.of_type(ISVC):
+        context = service.inputs["spec"]["predictor"]["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert context["runAsUser"] == context["runAsGroup"] == 1000

@@ -161,7 +161,8 @@ def bucket_stack(**overrides: Any) -> list[View]:
 GOOD_ISVC = {"metadata": {"name": "m", "namespace": "models"}, "spec": {"predictor": {
     "minReplicas": 2, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
     "nodeSelector": {"mlserve.io/pool": "a10g"},
-    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"}},
     "model": {"storageUri": "s3://b/models/0123456789abcdef0123",
               "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
                             "limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}}}}}}
@@ -451,6 +452,12 @@ CASES: list[tuple[str, str, list[View], bool]] = [
     ("replicas: Seldon at the floor", "prod-model-availability",
      [PROD_PROVIDER, seldon(2), SELDON_PDB], False),
     ("Seldon: root pods", "model-non-root", [seldon(securityContext={})], True),
+    ("non-root claimed, no uid (the Triton image's USER is root)", "model-non-root",
+     [isvc(securityContext={"runAsNonRoot": True,
+                            "seccompProfile": {"type": "RuntimeDefault"}})], True),
+    ("non-root claimed, uid 0", "model-non-root",
+     [isvc(securityContext={"runAsNonRoot": True, "runAsUser": 0,
+                            "seccompProfile": {"type": "RuntimeDefault"}})], True),
     ("Seldon: no toleration", "model-gpu-toleration", [seldon(tolerations=[])], True),
     ("Seldon: no resources", "model-resources-set",
      [seldon(containers=[{"name": "m"}])], True),
