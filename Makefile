@@ -94,9 +94,12 @@ bench: $(VENV)/.installed
 
 # ---- after `make up` (see README, "Smoke and load tests") ----
 # The stack's endpoints come from its outputs (the Pulumi CLI); URL=http://host:port [HOST=...]
-# points them at any V2 endpoint instead, e.g. `make serve`, with no CLI.
+# points them at any V2 endpoint instead, e.g. `make serve`, with no CLI. URL may be a model's own
+# inference URL (the stack's `models.<name>.url`); PATH_PREFIX='/seldon/<namespace>/{model}'
+# reaches Seldon's models under a gateway URL.
 SMOKE_WAIT ?= 600
-TARGET = $(if $(URL),--url $(URL) $(if $(HOST),--host $(HOST)),--stack $(STACK))
+TARGET = $(if $(URL),--url $(URL) $(if $(HOST),--host $(HOST)) \
+	$(if $(PATH_PREFIX),--path-prefix '$(PATH_PREFIX)'),--stack $(STACK))
 smoke: $(VENV)/.installed
 	@$(if $(URL),,$(PULUMI_BACKEND)) $(PY) -m tools.smoke $(TARGET) --wait $(SMOKE_WAIT)
 

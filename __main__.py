@@ -225,11 +225,12 @@ if platform.kserve.enabled and cert_manager is not None and mesh is not None:
 
 backend = config.model_serving.backend
 server_runtime = serving.runtimes if serving is not None and backend == "kserve" else None
-if backend == "seldon" and mesh is not None and serving is not None:
+if backend == "seldon" and mesh is not None and serving is not None and cert_manager is not None:
     server_runtime = SeldonCore(
         "seldon",
         SeldonCoreArgs(version=config.model_serving.seldon.version,
                        mesh_namespace=MESH_NAMESPACE, mesh_crds=mesh.base,
+                       cert_manager=cert_manager.release,
                        depends_on=[*([autoscaling.keda] if autoscaling.keda else []),
                                    mesh.istiod]),
         on_cluster,

@@ -1049,11 +1049,37 @@ def model_host_fits(config: StackConfig) -> Iterator[Problem]:
 
 @rule
 def model_names_fit(config: StackConfig) -> Iterator[Problem]:
-    """Every name KServe and KEDA derive from a model's fits its limit (components/naming.py)."""
+    """Every name the backend's controller and KEDA derive from a model's fits its limit
+    (components/naming.py)."""
+    backend = config.model_serving.backend
     for where, name, _ in served_models(config):
-        if problems := naming.name_problems(name):
-            yield (where, f"model names may have at most {naming.MAX_MODEL_NAME_LENGTH} "
-                   f"characters ({len(name)} here): " + "; ".join(problems))
+        if problems := naming.name_problems(name, backend):
+            yield (where, f"model names may have at most {naming.longest_model_name(backend)} "
+                   f"characters on {backend} ({len(name)} here): " + "; ".join(problems))
+
+
+HPA_DEFAULT_SCALE_DOWN_SECONDS = 300
+"""The HPA's own scale-down stabilization window (kubernetes pkg/controller/podautoscaler,
+`--horizontal-pod-autoscaler-downscale-stabilization`); its scale-up window is 0."""
+
+
+@rule
+def seldon_hpa_has_no_behaviour(config: StackConfig) -> Iterator[Problem]:
+    """Seldon Core 1.17.1's `hpaSpec` carries min, max and metrics only (seldondeployment_types.go
+    SeldonHpaSpec; the operator copies nothing else, seldondeployment_controller.go createHpa):
+    scaling windows other than the HPA's own defaults could not be honoured."""
+    if config.model_serving.backend != "seldon":
+        return
+    for where, _, model in served_models(config):
+        if model.autoscaler != "hpa":
+            continue
+        for key, value, default in (
+                ("cooldownSeconds", model.cooldown_seconds, HPA_DEFAULT_SCALE_DOWN_SECONDS),
+                ("scaleUpStabilizationSeconds", model.scale_up_stabilization_seconds, 0)):
+            if value != default:
+                yield ((*where, key), f"must be {default} (the HPA's default) with backend "
+                       f"seldon and autoscaler hpa: Seldon Core 1.17.1's hpaSpec has no scaling "
+                       f"behaviour to carry it; use autoscaler keda, got {value}")
 
 
 # Namespaces the cluster or the platform itself owns: the stack creates the model namespace (with
@@ -1079,10 +1105,19 @@ def _model_pool(config: StackConfig, model: ServedModelConfig) -> GpuNodeGroupCo
     return next((g for g in config.gpu_node_groups if g.name == name), None)
 
 
-def pod_requests(model: ServedModelConfig) -> tuple[float, float]:
-    """(CPU millicores, memory MiB) one model pod requests, Istio's sidecar included."""
-    cpu, memory = versions.SIDECAR_REQUESTS
-    return cpu_millicores(model.cpu) + cpu, memory_mib(model.memory) + memory
+def pod_requests(model: ServedModelConfig, backend: str = "kserve") -> tuple[float, float]:
+    """(CPU millicores, memory MiB) one model pod requests, Istio's sidecar included.
+
+    On Seldon the storage initializer is an init container with requests of its own (set in the
+    operator's chart values from versions.SELDON_INITIALIZER_REQUESTS): the scheduler counts the
+    larger of it and the serving container, next to the sidecar that runs beside both. There is
+    no executor container (the predictor runs with `seldon.io/no-engine`)."""
+    sidecar_cpu, sidecar_memory = versions.SIDECAR_REQUESTS
+    cpu, memory = cpu_millicores(model.cpu), memory_mib(model.memory)
+    if backend == "seldon":
+        init_cpu, init_memory = versions.SELDON_INITIALIZER_REQUESTS
+        cpu, memory = max(cpu, init_cpu), max(memory, init_memory)
+    return cpu + sidecar_cpu, memory + sidecar_memory
 
 
 def node_room(instance_type: str) -> tuple[int, int] | None:
@@ -1095,12 +1130,13 @@ def node_room(instance_type: str) -> tuple[int, int] | None:
     return facts.allocatable_cpu_millicores - cpu, facts.allocatable_memory_mib - memory
 
 
-def replicas_per_node(model: ServedModelConfig, instance_types: Sequence[str]) -> int | None:
+def replicas_per_node(model: ServedModelConfig, instance_types: Sequence[str],
+                      backend: str = "kserve") -> int | None:
     """How many replicas of `model` the smallest of `instance_types` holds (None: unknown)."""
     rooms = [node_room(t) for t in instance_types]
     if not rooms or any(r is None for r in rooms):
         return None
-    cpu, memory = pod_requests(model)
+    cpu, memory = pod_requests(model, backend)
     fits = [int(room_cpu // cpu) for room_cpu, _ in rooms] + \
         [int(room_memory // memory) for _, room_memory in rooms]  # type: ignore[misc]
     if model.gpus:
@@ -1123,7 +1159,7 @@ def model_fits_its_nodes(config: StackConfig) -> Iterator[Problem]:
         rooms = {t: room for t in types if (room := node_room(t)) is not None}
         if not rooms:
             continue
-        cpu, memory = pod_requests(model)
+        cpu, memory = pod_requests(model, config.model_serving.backend)
         # The smallest node for each resource: the autoscaler may add any type of the pool.
         smallest_cpu = min(rooms, key=lambda t: rooms[t][0])
         smallest_memory = min(rooms, key=lambda t: rooms[t][1])
@@ -1141,7 +1177,10 @@ def rollout_replicas(model: ServedModelConfig) -> int:
     """Replicas a model's pool must hold during a rollout: each track's floor plus the one extra
     replica a rolling update with maxUnavailable 0 starts before it stops an old one. One spare
     is enough for both tracks: whichever surge pod is placed first completes its step and frees
-    a replica for the other."""
+    a replica for the other. Seldon Core's Deployments roll the same way (the operator sets
+    `maxUnavailable` to an int-or-string whose type is left at int 0, and maxSurge defaults to
+    25 %, at least one pod: seldondeployment_controller.go:998); a second surge pod, above four
+    replicas, waits Pending for the slot the first one frees."""
     return model.min_replicas + (model.canary.replicas if model.canary else 0) + 1
 
 
@@ -1152,7 +1191,8 @@ def pools_hold_model_floors(config: StackConfig) -> Iterator[Problem]:
     on_pool: dict[str, list[tuple[Loc, str, ServedModelConfig, int]]] = {}
     for where, name, model in served_models(config):
         pool = _model_pool(config, model)
-        per_node = replicas_per_node(model, pool.instance_types) if pool else None
+        per_node = (replicas_per_node(model, pool.instance_types, config.model_serving.backend)
+                    if pool else None)
         if pool is not None and per_node:
             on_pool.setdefault(pool.name, []).append((where, name, model, per_node))
     for index, pool in enumerate(config.gpu_node_groups):

@@ -1,6 +1,7 @@
-"""One served model on KServe: a stable InferenceService with a fixed identity (and a canary
-InferenceService next to it), the route that splits traffic between them, the readiness budgets
-`pulumi up` waits on, and what watches the model: PodMonitor, alerts, a Grafana dashboard.
+"""One served model: on KServe a stable InferenceService with a fixed identity (and a canary
+InferenceService next to it), on Seldon Core one SeldonDeployment (components/seldon.py); the
+route to them, the readiness budgets `pulumi up` waits on, and what watches the model:
+PodMonitor, alerts, a Grafana dashboard.
 
 How a version change drops no request (README, "Rollouts"; every upstream behaviour relied on is
 listed there with its file and line):
@@ -45,7 +46,6 @@ from tools.registry import version_uri
 
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 SELDON_LABEL = "seldon-deployment-id"
-SELDON_PREDICTOR = "default"
 
 # Set on each track's Deployment through the InferenceService (kserve v0.20.0
 # deployment_reconciler.go createRawDefaultDeployment: a user strategy replaces the default).
@@ -119,8 +119,10 @@ class ModelPlan:
 
     @property
     def pod_labels(self) -> dict[str, str]:
-        """Labels every server pod of the model carries, whatever its track."""
-        return {SELDON_LABEL if self.backend == "seldon" else naming.MODEL_LABEL: self.name}
+        """Labels every server pod of the model carries, whatever its track or backend (KServe
+        copies the InferenceService's labels onto its pods; Seldon's componentSpec carries them,
+        components/seldon.py)."""
+        return {naming.MODEL_LABEL: self.name}
 
     @property
     def pods(self) -> str:
@@ -129,9 +131,10 @@ class ModelPlan:
 
 
 def pod_pattern(plan: ModelPlan, track: str | None = None) -> str:
-    """Names of a model's server pods: one track's, every track's, or Seldon's."""
+    """Names of a model's server pods: one track's, every track's, or Seldon's (whose one
+    Deployment is named by the operator, components/naming.py)."""
     if plan.backend == "seldon":
-        return f"{plan.name}-{SELDON_PREDICTOR}-0-.*"
+        return f"{naming.seldon_pod_prefix(plan.name)}.*"
     if track is not None:
         return f"{naming.pod_prefix(naming.inference_service(plan.name, track))}.*"
     tracks = "|".join(naming.TRACKS)
@@ -151,9 +154,32 @@ def backlog_query(plan: ModelPlan, track: str = STABLE) -> str:
     return f"sum(nv_inference_pending_request_count{{{selector}}})"
 
 
-def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
-    gpus = {"nvidia.com/gpu": str(plan.config.gpus)} if plan.gpu_pool else {}
+def triton_model_args(plan: ModelPlan) -> list[str]:
+    """What Triton is told about the model, on either backend: load this model only (the others
+    of a repository are never touched, so one that fails to load can't take this server down),
+    latency summaries for the SLO alert and dashboards, and on CPU the model's CPU config."""
     cpu_config = [] if plan.gpu_pool else ["--model-config-name=cpu"]
+    return ["--model-control-mode=explicit", f"--load-model={plan.name}", *METRICS_ARGS,
+            *cpu_config]
+
+
+def model_resources(plan: ModelPlan) -> dict[str, Any]:
+    """Requests equal to limits (CPU, memory, and the GPUs of a GPU model)."""
+    gpus = {"nvidia.com/gpu": str(plan.config.gpus)} if plan.gpu_pool else {}
+    amounts = {"cpu": plan.config.cpu, "memory": plan.config.memory, **gpus}
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def hpa_behavior(config: ServedModelConfig) -> dict[str, Any]:
+    """The scaling windows the docs promise, as HPA behaviour: wait `scaleUpStabilizationSeconds`
+    before scaling out again, `cooldownSeconds` before scaling in."""
+    return {
+        "scaleUp": {"stabilizationWindowSeconds": config.scale_up_stabilization_seconds},
+        "scaleDown": {"stabilizationWindowSeconds": config.cooldown_seconds},
+    }
+
+
+def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
     return {
         "modelFormat": {"name": "triton"},
         "protocolVersion": "v2",
@@ -161,8 +187,7 @@ def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
         "runtimeVersion": plan.triton_image_tag,
         "storageUri": plan.storage_uri(bucket, version),
         # A version holds one model (tools/registry.py); explicit mode loads exactly that one.
-        "args": ["--model-control-mode=explicit", f"--load-model={plan.name}", *METRICS_ARGS,
-                 *cpu_config],
+        "args": triton_model_args(plan),
         # The runtime declares no ports, and KServe builds the predictor Service from the first
         # one: HTTP first, then the metrics port so the PodMonitor can scrape it.
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -174,16 +199,18 @@ def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
         # A stopping pod is taken out of the Service's endpoints at once, but the ingress
         # gateway learns it from istiod a moment later: keep serving meanwhile.
         "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
-        "resources": {
-            "requests": {"cpu": plan.config.cpu, "memory": plan.config.memory, **gpus},
-            "limits": {"cpu": plan.config.cpu, "memory": plan.config.memory, **gpus},
-        },
+        "resources": model_resources(plan),
     }
 
 
+def gpu_placement(plan: ModelPlan) -> dict[str, Any]:
+    """A GPU model's pods on its pool's nodes, tolerating their taint (nothing for CPU models)."""
+    return {"nodeSelector": {GPU_PRESENT_LABEL: "true", POOL_LABEL: plan.gpu_pool},
+            "tolerations": [GPU_TOLERATION]} if plan.gpu_pool else {}
+
+
 def _placement(plan: ModelPlan) -> dict[str, Any]:
-    gpu = {"nodeSelector": {GPU_PRESENT_LABEL: "true", POOL_LABEL: plan.gpu_pool},
-           "tolerations": [GPU_TOLERATION]} if plan.gpu_pool else {}
+    gpu = gpu_placement(plan)
     return {
         "serviceAccountName": plan.service_account,
         **gpu,
@@ -199,7 +226,7 @@ def _placement(plan: ModelPlan) -> dict[str, Any]:
 def serving_service(plan: ModelPlan, track: str = STABLE) -> str:
     """The Service the gateway sends a track's requests to."""
     if plan.backend == "seldon":
-        return f"{plan.name}-{SELDON_PREDICTOR}"
+        return naming.seldon_predictor_service(plan.name)
     return naming.predictor(naming.inference_service(plan.name, track))
 
 
@@ -241,13 +268,7 @@ def _autoscaling(plan: ModelPlan, track: Track) -> dict[str, Any]:
             "name": "cpu",
             "target": {"type": "Utilization", "averageUtilization": config.target_cpu_utilization},
         }}]
-    return {
-        "metrics": metrics,
-        "behavior": {
-            "scaleUp": {"stabilizationWindowSeconds": config.scale_up_stabilization_seconds},
-            "scaleDown": {"stabilizationWindowSeconds": config.cooldown_seconds},
-        },
-    }
+    return {"metrics": metrics, "behavior": hpa_behavior(config)}
 
 
 def revision(annotations: Mapping[str, str], labels: Mapping[str, str],
@@ -302,16 +323,21 @@ def readiness_budget(plan: ModelPlan, service: Mapping[str, Any]) -> dict[str, A
     minAvailable, disruptionsAllowed = currentHealthy - minAvailable, and the condition is True
     when that is > 0), and as a budget it lets a node drain take one replica below the floor at
     a time. None for a track with no floor (scale to zero), which has nothing to wait for.
+
+    `service` is the track's InferenceService, or on Seldon its SeldonDeployment, whose pods
+    carry the same labels (components/seldon.py).
     """
     labels = service["metadata"]["labels"]
-    floor = plan.track(labels[naming.TRACK_LABEL]).min_replicas
+    track = labels[naming.TRACK_LABEL]
+    floor = plan.track(track).min_replicas
     if floor < 1:
         return None
     selector = {k: labels[k] for k in (naming.MODEL_LABEL, naming.TRACK_LABEL,
                                        naming.REVISION_LABEL)}
     return {
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": service["metadata"]["name"], "namespace": plan.namespace,
+        "metadata": {"name": naming.seldon_budget(plan.name, track) if plan.backend == "seldon"
+                     else service["metadata"]["name"], "namespace": plan.namespace,
                      "labels": labels,
                      # The status is current when observedGeneration reaches the generation,
                      # which the provider checks before the condition (README, "Rollouts").
@@ -445,13 +471,6 @@ def dashboard(plan: ModelPlan) -> dict[str, Any]:
             "time": {"from": "now-1h", "to": "now"}, "refresh": "30s", "panels": panels}
 
 
-def disruption_budget(plan: ModelPlan) -> dict[str, Any]:
-    """Seldon's model pods: at least one stays through voluntary disruptions."""
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": plan.name, "namespace": plan.namespace},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": plan.pod_labels}}}
-
-
 def custom_resource(scope: pulumi.Resource, name: str, manifest: Mapping[str, Any],
                     depends_on: Sequence[pulumi.Resource],
                     spec: pulumi.Input[dict[str, Any]] | None = None,
@@ -493,10 +512,17 @@ class InferenceServiceArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     """The runtime release, the reader role, the uploaded objects, KEDA: all before the model."""
     monitoring: pulumi.Resource | None = None
-    manifest: Callable[[ModelPlan, str], dict[str, Any]] | None = None
-    """Another server resource than KServe's InferenceServices (Seldon's SeldonDeployment)."""
     gateway: str | None = None
-    """namespace/name of the Istio Gateway to route the model's host on (KServe)."""
+    """namespace/name of the Istio Gateway the model's route binds to; None: no route."""
+    server: Callable[[ModelPlan, str, str], dict[str, Any]] = inference_service
+    """(plan, bucket, track) -> the track's server resource: KServe's InferenceService, or
+    Seldon's SeldonDeployment."""
+    route: Callable[[ModelPlan, str], dict[str, Any]] = virtual_service
+    """(plan, gateway) -> the model's VirtualService."""
+    route_waits_for_ready: bool = True
+    """The route changes with the tracks (KServe's canary): it waits for every budget. Seldon's
+    route never changes, and must exist while no replica is Ready (scale to zero): it waits for
+    nothing but the server resource."""
 
 
 class InferenceService(pulumi.ComponentResource):
@@ -507,51 +533,39 @@ class InferenceService(pulumi.ComponentResource):
         super().__init__("mlserve:inference_service:InferenceService", name, None, opts)
         plan = args.plan
         bucket = pulumi.Output.from_input(args.bucket)
-        if args.manifest is not None:
-            self._serve_with(name, args.manifest, args, bucket)
-        else:
-            self._serve_tracks(name, args, bucket)
+        self._serve_tracks(name, args, bucket)
         watch_model(self, name, plan, args.depends_on, args.monitoring)
         self.register_outputs({"name": plan.name, "version": plan.version,
                                "canaryVersion": plan.canary_version})
 
-    def _serve_with(self, name: str, build: Callable[[ModelPlan, str], dict[str, Any]],
-                    args: InferenceServiceArgs, bucket: pulumi.Output[str]) -> None:
-        plan = args.plan
-        # The bucket name is only known at deploy time: it goes into the spec's storage URIs.
-        template = build(plan, "BUCKET")
-        template["metadata"]["labels"] = {naming.MODEL_LABEL: plan.name,
-                                          naming.TRACK_LABEL: STABLE,
-                                          naming.VERSION_LABEL: plan.version}
-        custom_resource(self, f"{name}-{template['kind'].lower()}", template, args.depends_on,
-                        spec=bucket.apply(lambda b: build(plan, b)["spec"]))
-        if plan.config.min_replicas >= 2:
-            budget = disruption_budget(plan)
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb", metadata=budget["metadata"], spec=budget["spec"],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)))
-
     def _serve_tracks(self, name: str, args: InferenceServiceArgs,
                       bucket: pulumi.Output[str]) -> None:
-        """One InferenceService per track, each with the budget `pulumi up` waits on, then the
-        route, which moves traffic only once every budget is satisfied."""
+        """One server resource per track, each with the budget `pulumi up` waits on, then the
+        route, which (KServe) moves traffic only once every budget is satisfied."""
         plan = args.plan
         timeout = f"{plan.config.ready_timeout_minutes}m"
-        route_after: list[pulumi.Resource] = []
+        servers: list[pulumi.Resource] = []
+        budgets: list[pulumi.Resource] = []
         for track in plan.tracks:
-            manifest = bucket.apply(lambda b, t=track.name: inference_service(plan, b, t))
-            template = inference_service(plan, "BUCKET", track.name)
+            # The bucket name is only known at deploy time: it goes into the storage URIs, and
+            # so into the revision label.
+            manifest = bucket.apply(lambda b, t=track.name: args.server(plan, b, t))
+            template = args.server(plan, "BUCKET", track.name)
             metadata = {**template["metadata"],
                         "labels": manifest.apply(lambda m: m["metadata"]["labels"])}
-            server = custom_resource(self, f"{name}-{track.name}", template, args.depends_on,
+            # The SeldonDeployment keeps the resource name earlier releases gave it, so an
+            # upgrade updates it in place (a new name would create `<model>` again).
+            resource_name = (f"{name}-{track.name}" if template["kind"] == "InferenceService"
+                             else f"{name}-{template['kind'].lower()}")
+            server = custom_resource(self, resource_name, template, args.depends_on,
                                      spec=manifest.apply(lambda m: m["spec"]),
                                      metadata=metadata)
-            route_after.append(server)
+            servers.append(server)
             budget = readiness_budget(plan, template)
             if budget is None:
                 continue
             live = manifest.apply(lambda m: readiness_budget(plan, m))
-            route_after.append(k8s.policy.v1.PodDisruptionBudget(
+            budgets.append(k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-{track.name}-budget",
                 metadata={**budget["metadata"],
                           "labels": live.apply(lambda b: b["metadata"]["labels"])},
@@ -560,5 +574,6 @@ class InferenceService(pulumi.ComponentResource):
                     parent=self, depends_on=[server],
                     custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout))))
         if args.gateway is not None:
-            custom_resource(self, f"{name}-route", virtual_service(plan, args.gateway),
-                            [*args.depends_on, *route_after])
+            after = [*servers, *budgets] if args.route_waits_for_ready else servers
+            custom_resource(self, f"{name}-route", args.route(plan, args.gateway),
+                            [*args.depends_on, *after])

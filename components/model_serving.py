@@ -24,7 +24,7 @@ from components.inference_service import (
     custom_resource,
 )
 from components.mesh import GATEWAY_SELECTOR
-from components.seldon import RCLONE_SECRET, rclone_env, seldon_deployment
+from components import seldon
 from components.serving_platform import MODELS_GATEWAY
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
@@ -32,8 +32,8 @@ from tools.models.repository import Model, Repository
 from tools.models.triton import HTTP_PORT, METRICS_PORT
 
 GRPC_PORT = 9000  # KServe's Triton runtime: --grpc-port=9000
-# Seldon: its executor (8000 HTTP, 5001 gRPC) in front of Triton (9000 HTTP, 9500 gRPC).
-SELDON_PORTS = (8000, 5001, 9000, 9500)
+# Seldon: Triton itself, with no executor in front of it (components/seldon.py).
+SELDON_PORTS = (seldon.HTTP_PORT, seldon.GRPC_PORT)
 
 
 def example_request(model: Model) -> dict[str, Any]:
@@ -236,10 +236,9 @@ class ModelServing(pulumi.ComponentResource):
             # "take credentials from the environment" (IRSA). No keys.
             ready.append(k8s.core.v1.Secret(
                 f"{name}-rclone",
-                metadata={"name": RCLONE_SECRET, "namespace": args.namespace},
-                type="Opaque", string_data=rclone_env(args.region),
+                metadata={"name": seldon.RCLONE_SECRET, "namespace": args.namespace},
+                type="Opaque", string_data=seldon.rclone_env(args.region),
                 opts=pulumi.ResourceOptions(parent=self)))
-        seldon = args.backend == "seldon"
         if args.monitoring is not None and any(p.config.min_replicas == 0 for p in args.plans):
             # Scale from zero reads the gateway's request metrics (Triton has none at zero).
             custom_resource(self, f"{name}-gateway-monitor", gateway_pod_monitor(), ready)
@@ -248,8 +247,8 @@ class ModelServing(pulumi.ComponentResource):
                 f"{name}-{plan.name}",
                 InferenceServiceArgs(
                     plan=plan, bucket=args.bucket, depends_on=ready, monitoring=args.monitoring,
-                    manifest=seldon_deployment if seldon else None,
-                    gateway=None if seldon else f"{plan.namespace}/{MODELS_GATEWAY}"),
+                    **(self._seldon(plan) if args.backend == "seldon" else
+                       {"gateway": f"{plan.namespace}/{MODELS_GATEWAY}"})),
                 pulumi.ResourceOptions(parent=self))
             for plan in args.plans
         }
@@ -259,10 +258,17 @@ class ModelServing(pulumi.ComponentResource):
         self.register_outputs({"models": self.endpoints})
 
     @staticmethod
+    def _seldon(plan: ModelPlan) -> dict[str, Any]:
+        """A SeldonDeployment, and the stack's own route to it on Seldon's gateway."""
+        return {"server": seldon.seldon_deployment, "route": seldon.seldon_route,
+                "gateway": f"{MESH_NAMESPACE}/{seldon.GATEWAY}", "route_waits_for_ready": False}
+
+    @staticmethod
     def _endpoint(plan: ModelPlan, address: str, args: ModelServingArgs) -> dict[str, Any]:
         if args.backend == "seldon":
-            # Seldon routes by path on its gateway: /seldon/<namespace>/<deployment>/...
-            base, host = f"{address}/seldon/{plan.namespace}/{plan.name}", address
+            # Seldon's clients address a model by path on its gateway (hosts `*`):
+            # /seldon/<namespace>/<model>/v2/...
+            base, host = f"{address}{seldon.client_prefix(plan).rstrip('/')}", address
         else:
             base, host = address, plan.ingress_host
         return {

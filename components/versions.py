@@ -183,6 +183,12 @@ DAEMONSET_ALLOWANCE = (400, 512)
 """(CPU millicores, memory MiB) every node gives its DaemonSets before any model."""
 SIDECAR_REQUESTS = (100, 128)
 """(CPU millicores, memory MiB) Istio's sidecar adds to each model pod."""
+SELDON_INITIALIZER_REQUESTS = (100, 100)
+"""(CPU millicores, memory MiB) of Seldon's storage initializer (an init container of every
+Seldon model pod): the seldon-core-operator 1.17.1 chart's defaults, set explicitly in its values
+(components/seldon.py) so the schedulability rules and the pods agree."""
+SELDON_INITIALIZER_LIMITS = (1000, 1024)
+"""(CPU millicores, memory MiB): the chart's default limits of the same container."""
 
 
 def kube_reserved_cpu_millicores(vcpus: int) -> int:

@@ -747,11 +747,6 @@ def model_gpu_toleration(args: Any, report: Report) -> None:
                    "toleration")
 
 
-def _positive_number(value: Any) -> bool:
-    """A number above zero; the engine hands numbers over as floats (protobuf Struct)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
 @resource_rule("model-non-root", *MODEL_SERVERS)
 def model_non_root(args: Any, report: Report) -> None:
     """Model pods run as non-root with the runtime's default seccomp profile (Pod Security restricted)."""
@@ -759,7 +754,7 @@ def model_non_root(args: Any, report: Report) -> None:
         context = _map(pod.pod.get("securityContext"))
         if context.get("runAsNonRoot") is not True:
             report(f"{_name(args)} {pod.where}: pods may run as root")
-        elif not _positive_number(context.get("runAsUser")):
+        elif (_number(context.get("runAsUser")) or 0) <= 0:
             # runAsNonRoot alone only refuses to start an image whose USER is root (Triton's
             # is): the pod must name its non-root uid.
             report(f"{_name(args)} {pod.where}: runAsNonRoot without a non-zero runAsUser")
@@ -797,7 +792,13 @@ def _pod_labels(server: Any) -> dict[str, Any]:
     """Labels the backend's controller puts on the object's server pods."""
     name = _name(server)
     if server.resource_type == SELDON:
-        return {SELDON_POD_LABEL: name}
+        # The operator copies each componentSpec's metadata labels onto its pods
+        # (seldon-core v1.17.1 operator/controllers/seldondeployment_controller.go:1046-1052).
+        labels: dict[str, Any] = {}
+        for predictor in _seq(_path(server.props, "spec", "predictors")):
+            for component in _seq(_map(predictor).get("componentSpecs")):
+                labels.update(_map(_path(component, "metadata", "labels")))
+        return {**labels, SELDON_POD_LABEL: name}
     # KServe labels predictor pods with the InferenceService's name and its own labels.
     return {**_labels(server), ISVC_POD_LABEL: name}
 

@@ -4,6 +4,9 @@ metadata and a real inference per model.
     .venv/bin/python -m tools.smoke --stack dev           # endpoints from the stack's outputs
     .venv/bin/python -m tools.smoke --url http://NLB --host cifar10-models.example.com
     .venv/bin/python -m tools.smoke --url http://127.0.0.1:8000   # `make serve`, no CLI needed
+    # Seldon: a model's URL as the stack outputs it, or its gateway with the path prefix
+    .venv/bin/python -m tools.smoke --url http://NLB/seldon/models/cifar10/v2/models/cifar10/infer
+    .venv/bin/python -m tools.smoke --url http://NLB --path-prefix '/seldon/models/{model}'
 
 First it polls each model's ready endpoint, with backoff, until it answers 200 or `--wait`
 seconds have passed (a model scaled to zero wakes on these requests), and prints the time to the
@@ -42,6 +45,22 @@ class Endpoint:
     results, so a log says which version passed before it is promoted."""
 
 
+MODEL_PATH = "/v2/models/"
+
+
+def endpoints_from_url(url: str, host: str | None, models: list[str],
+                       path_prefix: str = "") -> list[Endpoint]:
+    """Endpoints behind one URL: a model's own inference URL (what the stack outputs as
+    `models.<name>.url`) names its model and its base; otherwise each of `models` under the URL,
+    after `path_prefix` (`{model}` stands for the model's name, e.g. Seldon's
+    `/seldon/<namespace>/{model}`)."""
+    url = url.rstrip("/")
+    if MODEL_PATH in url:
+        base, rest = url.split(MODEL_PATH, 1)
+        return [Endpoint(rest.split("/")[0], base, host)]
+    return [Endpoint(m, url + path_prefix.rstrip("/").format(model=m), host) for m in models]
+
+
 def endpoints_from_stack(stack: str) -> list[Endpoint]:
     if shutil.which("pulumi") is None:
         raise SystemExit("smoke: the pulumi CLI is needed to read the stack's outputs; "
@@ -50,7 +69,7 @@ def endpoints_from_stack(stack: str) -> list[Endpoint]:
                             capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"smoke: pulumi stack output models: {result.stderr.strip()}")
-    return [Endpoint(model=name, base=value["url"].split("/v2/models/")[0], host=value["host"],
+    return [Endpoint(model=name, base=value["url"].split(MODEL_PATH)[0], host=value["host"],
                      version=value.get("version"))
             for name, value in sorted(json.loads(result.stdout).items())]
 
@@ -171,12 +190,22 @@ def run(endpoints: list[Endpoint], wait: float = 0) -> bool:
     return ok
 
 
+def _repository_models() -> list[str]:
+    from tools.models.repository import load
+
+    return sorted(load(ROOT / "model_repo").models)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.smoke", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack")
-    parser.add_argument("--url", help="base URL of the ingress (instead of stack outputs)")
+    parser.add_argument("--url", help="base URL of the ingress, or one model's inference URL "
+                        "(instead of stack outputs)")
     parser.add_argument("--host", help="Host header to send with --url")
+    parser.add_argument("--path-prefix", default="", metavar="PREFIX",
+                        help="path before /v2 under --url; {model} is the model's name "
+                             "(Seldon: /seldon/<namespace>/{model})")
     parser.add_argument("--model", action="append",
                         help="model(s) to check with --url; default: every model in model_repo")
     parser.add_argument("--wait", type=float, default=600, metavar="SECONDS",
@@ -185,10 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                              "check at once")
     args = parser.parse_args(argv)
     if args.url:
-        from tools.models.repository import load
-
-        models = args.model or sorted(load(ROOT / "model_repo").models)
-        endpoints = [Endpoint(m, args.url.rstrip("/"), args.host) for m in models]
+        models = args.model or ([] if MODEL_PATH in args.url else _repository_models())
+        endpoints = endpoints_from_url(args.url, args.host, models, args.path_prefix)
     elif args.stack:
         endpoints = endpoints_from_stack(args.stack)
     else:

@@ -235,7 +235,7 @@ RULES = [
      "mlserve:modelServing.namespace: 'monitoring' belongs to the cluster or the platform"),
     ("dev", {"modelServing.models": {"a" * 38: {"gpuPool": "t4-spot"}}},
      f"mlserve:modelServing.models.{'a' * 38}: model names may have at most 37 characters "
-     "(38 here): KEDA's HPA (stable) 'keda-hpa-" + "a" * 38 + "-stable-predictor' would be "
+     "on kserve (38 here): KEDA's HPA (stable) 'keda-hpa-" + "a" * 38 + "-stable-predictor' would be "
      "64 characters, over 63"),
     ("dev", {"modelServing.models": {"CIFAR": {}}},
      "mlserve:modelServing.models.CIFAR.[key]: must match ^[a-z]([-a-z0-9]*[a-z0-9])?$"),

@@ -172,8 +172,10 @@ def repo(tmp_path_factory) -> Path:
     return root
 
 
-def render(repo: Path, models: dict[str, dict], stack: str = "staging") -> Graph:
+def render(repo: Path, models: dict[str, dict], stack: str = "staging",
+           backend: str = "kserve") -> Graph:
     config = set_path(stack_config(stack), "modelRepository.path", str(repo))
+    config = set_path(config, "modelServing.backend", backend)
     config = set_path(config, "gpuNodeGroups[0].maxSize", 8)
     config = set_path(config, "modelServing.models", models)
     graph = evaluate(stack, config=config)
@@ -195,14 +197,18 @@ def edit(repo: Path, model: str, line: str) -> None:
 SERVED = {"minReplicas": 2, "maxReplicas": 4, "gpuPool": "a10g"}
 
 
-@pytest.fixture(scope="module")
-def version_change(repo):
-    """resnet's files change; cifar10's don't."""
-    before = render(repo, {m: SERVED for m in MODELS})
+def change_one_model(repo: Path, backend: str = "kserve") -> tuple[Graph, Graph, str, str]:
+    """resnet's files change; cifar10's don't: the renders before and after, resnet's versions."""
+    before = render(repo, {m: SERVED for m in MODELS}, backend=backend)
     old = own_version(repo, "resnet")
     edit(repo, "resnet", "retrained")
-    after = render(repo, {m: SERVED for m in MODELS})
+    after = render(repo, {m: SERVED for m in MODELS}, backend=backend)
     return before, after, old, own_version(repo, "resnet")
+
+
+@pytest.fixture(scope="module")
+def version_change(repo):
+    return change_one_model(repo)
 
 
 def test_a_new_version_rolls_the_same_deployment_and_drops_nothing(version_change):
