@@ -10,8 +10,10 @@ from components.cert_manager import CertManager, CertManagerArgs
 from components.cluster import Cluster, ClusterArgs
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.existing_cluster import ExistingCluster, ExistingClusterArgs
+from components.gpu_capacity import KarpenterGpuPools, KarpenterGpuPoolsArgs
 from components.gpu_node_groups import GpuNodeGroups, GpuNodeGroupsArgs
 from components.gpu_stack import GpuStack, GpuStackArgs
+from components.karpenter import Karpenter, KarpenterArgs
 from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.mesh import Mesh, MeshArgs
@@ -72,18 +74,20 @@ if eks:
         ),
         on_aws,
     )
-    gpu_nodes = GpuNodeGroups(
-        "gpu",
-        GpuNodeGroupsArgs(
-            groups=config.gpu_node_groups,
-            cluster_name=cluster.eks.name,
-            node_role_arn=cluster.node_role.arn,
-            subnet_ids=network.private_subnet_ids,
-            instance_tags=tags,
-            depends_on=[cluster.system_nodes],
-        ),
-        on_aws,
-    )
+    if config.gpu_capacity.engine == "nodeGroups":
+        gpu_nodes = GpuNodeGroups(
+            "gpu",
+            GpuNodeGroupsArgs(
+                groups=config.gpu_node_groups,
+                cluster_name=cluster.eks.name,
+                node_role_arn=cluster.node_role.arn,
+                subnet_ids=network.private_subnet_ids,
+                instance_tags=tags,
+                node_repair=config.gpu_capacity.node_health.auto_repair,
+                depends_on=[cluster.system_nodes],
+            ),
+            on_aws,
+        )
     if bucket.mode == "create":
         model_store = ModelStore(
             "models",
@@ -192,6 +196,31 @@ if platform.cluster_autoscaler.enabled and cluster is not None:
         on_cluster,
     )
 
+# ---- GPU capacity on Karpenter (gpuCapacity.engine karpenter): the controller on the system
+# nodes, each GPU pool as an EC2NodeClass and weighted NodePools (components/gpu_capacity.py).
+if cluster is not None and network is not None and config.gpu_capacity.engine == "karpenter":
+    existing_vpc = config.network.existing_vpc
+    karpenter = Karpenter(
+        "karpenter",
+        KarpenterArgs(
+            cluster_name=cluster_name, region=config.region, cluster=cluster.eks,
+            private_subnet_ids=network.private_subnet_ids,
+            subnet_count=len(existing_vpc.private_subnet_ids) if existing_vpc
+            else config.network.az_count,
+            node_repair=config.gpu_capacity.node_health.auto_repair,
+            high_availability=ha, monitoring=monitoring.release if monitoring else None,
+            instance_tags=tags),
+        on_cluster,
+    )
+    gpu_nodes = KarpenterGpuPools(
+        "gpu",
+        KarpenterGpuPoolsArgs(
+            pools=config.gpu_node_groups, capacity=config.gpu_capacity,
+            cluster_name=cluster_name, node_role_name=karpenter.node_role_name,
+            controller=karpenter.release, crds=karpenter.crds, instance_tags=tags),
+        on_cluster,
+    )
+
 needs_device_plugin = any(g.ami_type.startswith("AL2023") for g in config.gpu_node_groups)
 if platform.dcgm_exporter.enabled or (platform.nvidia_device_plugin.enabled
                                       and needs_device_plugin):
@@ -287,7 +316,9 @@ if server_runtime is not None and mesh is not None and serving is not None:
             s3_credentials=credentials,
             # Runtime, identity, model files and the autoscaler exist before any model; on
             # destroy the models go first.
+            # The GPU pools outlive the models: on destroy the models go, then the nodes.
             depends_on=[server_runtime, *([model_store.reader] if model_store else []),
+                        *([gpu_nodes] if gpu_nodes else []),
                         *([uploaded] if uploaded else []), *([pinned] if pinned else []),
                         *([autoscaling.keda] if autoscaling.keda else [])],
             monitoring=monitoring.release if monitoring else None),
@@ -303,7 +334,10 @@ if network is not None and cluster is not None and gpu_nodes is not None:
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
     pulumi.export("systemNodeGroupName", cluster.system_nodes.name_output)
-    pulumi.export("gpuNodeGroupNames", gpu_nodes.node_group_names)
+    if isinstance(gpu_nodes, GpuNodeGroups):
+        pulumi.export("gpuNodeGroupNames", gpu_nodes.node_group_names)
+    else:
+        pulumi.export("gpuNodePools", gpu_nodes.node_pool_names)
 pulumi.export("modelBucketName", bucket_name)
 if reader_role_arn is not None:
     pulumi.export("modelReaderRoleArn", reader_role_arn)

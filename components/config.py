@@ -803,6 +803,95 @@ class PlatformConfig(_Model):
         return self
 
 
+# ==== GPU capacity engine, GPU node health (issue 14) =========================================
+# One block: the `gpuCapacity` section's models here, its cross-section rules in the matching
+# block after the other rules. components/karpenter.py, gpu_capacity.py and node_health.py read it.
+
+KARPENTER_CAPACITY_TYPES = {"ON_DEMAND": "on-demand", "SPOT": "spot"}
+_KARPENTER_DURATION = r"^([0-9]+(s|m|h))+$"
+
+
+class KarpenterPoolConfig(_Model):
+    """How Karpenter runs one GPU pool (gpuNodeGroups[].name): purchase options, disruption,
+    volumes. Instance types, maxSize (the GPU limit), diskSizeGib and amiType come from the pool."""
+
+    capacity_types: list[Literal["spot", "on-demand"]] | None = Field(
+        None, min_length=1, max_length=2,
+        description="Purchase options in fallback order, e.g. [spot, on-demand]: one weighted "
+        "NodePool each, the first weighted highest. Default: the pool's capacityType.")
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field(
+        "WhenEmpty", description="WhenEmpty removes only nodes with no model pods; "
+        "WhenEmptyOrUnderutilized also repacks (moving loaded models costs a cold start).")
+    consolidate_after: str = Field("5m", pattern=_KARPENTER_DURATION,
+                                   description="How long a node stays empty before it goes.")
+    disruption_budget: str = Field(
+        "1", pattern=r"^((100|[0-9]{1,2})%|[0-9]+)$",
+        description="Nodes (or a percentage) Karpenter may disrupt at once, voluntarily.")
+    expire_after: str = Field("720h", pattern=rf"{_KARPENTER_DURATION[:-1]}|^Never$",
+                              description="Maximum node lifetime (replaced after it), or Never.")
+    volume_throughput_mibps: int = Field(
+        500, ge=125, le=1000, description="gp3 throughput of the image volume, MiB/s: multi-GB "
+        "Triton images pull at the volume's speed.")
+    volume_iops: int = Field(6000, ge=3000, le=16000, description="gp3 IOPS of the image volume.")
+
+    @model_validator(mode="after")
+    def _gp3_limits(self) -> KarpenterPoolConfig:
+        problems: list[Problem] = []
+        # gp3: at most 0.25 MiB/s per provisioned IOPS (EC2 User Guide, "General Purpose SSD").
+        if self.volume_throughput_mibps > self.volume_iops / 4:
+            problems.append((("volumeThroughputMibps",),
+                             f"gp3 allows at most volumeIops/4 = {self.volume_iops // 4} MiB/s, "
+                             f"got {self.volume_throughput_mibps}"))
+        types = self.capacity_types or []
+        if len(set(types)) != len(types):
+            problems.append((("capacityTypes",), f"must not repeat a capacity type, got {types}"))
+        if problems:
+            raise ConfigRuleError(problems)
+        return self
+
+
+class KarpenterConfig(_Model):
+    """Karpenter, the engine behind GPU pools with engine karpenter."""
+
+    pools: dict[Annotated[str, Field(pattern=_DNS_LABEL)], KarpenterPoolConfig] = Field(
+        default_factory=dict, description="Per GPU pool (by name) settings; pools not listed "
+        "use the defaults.")
+
+    def pool(self, name: str) -> KarpenterPoolConfig:
+        return self.pools.get(name) or KarpenterPoolConfig()
+
+
+class NodeHealthConfig(_Model):
+    """GPU node health: the EKS node monitoring agent and automatic repair."""
+
+    monitoring_agent: bool = Field(True, description="The eks-node-monitoring-agent add-on: "
+                                   "node conditions for GPU (Xid, NVLink), kernel, network and "
+                                   "storage faults.")
+    auto_repair: bool = Field(True, description="Replace nodes whose conditions stay unhealthy "
+                              "(managed node groups' nodeRepairConfig; Karpenter's NodeRepair).")
+
+
+class GpuCapacityConfig(_Model):
+    """What launches GPU nodes for the pools of gpuNodeGroups (cluster.mode eks)."""
+
+    engine: Literal["karpenter", "nodeGroups"] = Field(
+        "karpenter", description="karpenter: NodePools that launch nodes for pending model pods "
+        "(several instance types, capacity-type fallback, disruption budgets); nodeGroups: "
+        "managed node groups grown by cluster-autoscaler.")
+    karpenter: KarpenterConfig = Field(default_factory=KarpenterConfig,
+                                       description="Karpenter settings (engine karpenter).")
+    node_health: NodeHealthConfig = Field(default_factory=NodeHealthConfig,
+                                          description="GPU node health and repair.")
+
+
+def karpenter_capacity_types(config: GpuCapacityConfig, pool: GpuNodeGroupConfig) -> list[str]:
+    """A pool's Karpenter capacity types in fallback order."""
+    return (config.karpenter.pool(pool.name).capacity_types
+            or [KARPENTER_CAPACITY_TYPES[pool.capacity_type]])
+
+# ==== end of the GPU capacity block ============================================================
+
+
 class StackConfig(_Model):
     """The whole `mlserve:` namespace of a stack."""
 
@@ -843,6 +932,8 @@ class StackConfig(_Model):
     )
     platform: PlatformConfig = Field(default_factory=PlatformConfig,
                                      description="Kubernetes platform parts.")
+    gpu_capacity: GpuCapacityConfig = Field(default_factory=GpuCapacityConfig,
+                                            description="The engine behind the GPU pools.")
     grafana_admin_password: SecretStr | None = Field(
         None, description="Grafana admin password; set with `--secret`. Default: generated.",
     )
@@ -1237,7 +1328,8 @@ def empty_pools_need_an_autoscaler(config: StackConfig) -> Iterator[Problem]:
     """Without cluster-autoscaler a pool keeps its desiredSize: at 0 it never gets a node.
     (Checked while models are served, like the device plugin.)"""
     if (config.cluster.mode != "eks" or config.platform.cluster_autoscaler.enabled
-            or config.model_serving.backend == "none"):
+            or config.model_serving.backend == "none"
+            or config.gpu_capacity.engine == "karpenter"):  # Karpenter launches them
         return
     for index, pool in enumerate(config.gpu_node_groups):
         if not (pool.desired_size if pool.desired_size is not None else pool.min_size):
@@ -1480,6 +1572,51 @@ def availability_zones_in_the_region(config: StackConfig) -> Iterator[Problem]:
             yield (("network", "availabilityZones", index),
                    f"must be a standard AZ of {config.region} (like {config.region}a), got "
                    f"{zone!r}")
+
+
+# ==== GPU capacity rules (issue 14; the models are in the GPU capacity block above) ==========
+
+def _karpenter(config: StackConfig) -> bool:
+    return config.cluster.mode == "eks" and config.gpu_capacity.engine == "karpenter"
+
+
+@rule
+def karpenter_pools_are_gpu_pools(config: StackConfig) -> Iterator[Problem]:
+    names = [g.name for g in config.gpu_node_groups]
+    for name in config.gpu_capacity.karpenter.pools:
+        if name not in names:
+            yield (("gpuCapacity", "karpenter", "pools", name),
+                   f"must name one of gpuNodeGroups {names}")
+
+
+@rule
+def karpenter_pools_start_empty(config: StackConfig) -> Iterator[Problem]:
+    """Karpenter launches nodes for pending pods and keeps none of its own: a node count would
+    be ignored, and a config that can't be honoured is refused. Models' minReplicas keep nodes."""
+    if not _karpenter(config):
+        return
+    for index, pool in enumerate(config.gpu_node_groups):
+        for key, value in (("minSize", pool.min_size), ("desiredSize", pool.desired_size)):
+            if value:
+                yield (("gpuNodeGroups", index, key),
+                       f"must be 0 with gpuCapacity.engine karpenter (it launches nodes for "
+                       f"pending model pods; models' minReplicas keep nodes up), got {value}; "
+                       f"or use engine nodeGroups")
+
+
+@rule
+def prod_karpenter_capacity_on_demand(config: StackConfig) -> Iterator[Problem]:
+    if not _prod(config) or not _karpenter(config) or _waived(config, "spotModelCapacity"):
+        return
+    serving = model_pools(config)
+    for pool in config.gpu_node_groups:
+        if pool.name in serving and "spot" in (config.gpu_capacity.karpenter.pool(pool.name)
+                                               .capacity_types or []):
+            yield (("gpuCapacity", "karpenter", "pools", pool.name, "capacityTypes"),
+                   f"pool {pool.name!r} serves models: spot is not allowed in prod (or waive "
+                   "it: prodWaivers: [spotModelCapacity])")
+
+# ==== end of the GPU capacity rules ===========================================================
 
 
 class SectionUnavailable(Exception):

@@ -12,7 +12,7 @@ from tests.harness import ROOT_DIR, STACKS, evaluate
 
 EXPORTS = {"vpcId", "privateSubnetIds", "publicSubnetIds", "clusterName", "clusterEndpoint",
            "kubeconfig", "oidcProviderArn", "modelBucketName", "modelReaderRoleArn",
-           "systemNodeGroupName", "gpuNodeGroupNames", "prometheusUrl", "grafanaAdminPassword",
+           "systemNodeGroupName", "prometheusUrl", "grafanaAdminPassword",
            "grafanaPortForward", "modelNamespace", "modelVersions", "modelStorageUris", "models"}
 AWS_PROVIDER = "pulumi:providers:aws"
 
@@ -25,14 +25,20 @@ def test_every_stack_file_is_shipped():
 def test_stack_evaluates_with_all_outputs(graph):
     assert graph.error is None
     # Only stacks with an SNS alert topic (prod) export it.
-    assert set(graph.exports) - {"alertTopicArn"} == EXPORTS
+    # The GPU pools: node group names (engine nodeGroups, prod) or NodePool names (karpenter).
+    pools_export = "gpuNodeGroupNames" if graph.stack == "prod" else "gpuNodePools"
+    assert set(graph.exports) - {"alertTopicArn"} == EXPORTS | {pools_export}
     assert ("alertTopicArn" in graph.exports) is (graph.stack == "prod")
     assert graph.exports["clusterName"] == f"mlserve-{graph.stack}"
     assert graph.exports["vpcId"].startswith("vpc-")
     assert len(graph.exports["privateSubnetIds"]) >= 2
     assert graph.exports["modelReaderRoleArn"].startswith("arn:aws:iam::")
-    pools = json.loads(json.dumps(graph.exports["gpuNodeGroupNames"]))
-    assert pools and all(name.startswith("gpu-") for name in pools.values())
+    pools = json.loads(json.dumps(graph.exports[pools_export]))
+    if pools_export == "gpuNodeGroupNames":
+        assert pools and all(name.startswith("gpu-") for name in pools.values())
+    else:
+        assert pools and all(names and all(n.startswith(f"{pool}-") for n in names)
+                             for pool, names in pools.items())
 
 
 def test_every_aws_resource_and_lookup_uses_the_stack_provider(graph):
@@ -67,13 +73,16 @@ def test_every_component_registers_its_outputs(graph):
     components = [r for r in graph.resources if not r.custom]
     assert {c.type for c in components} >= {
         "mlserve:network:Network", "mlserve:cluster:Cluster", "mlserve:node_group:NodeGroup",
-        "mlserve:gpu_node_groups:GpuNodeGroups", "mlserve:model_store:ModelStore",
+        "mlserve:model_store:ModelStore",
         "mlserve:iam:IrsaRole", "mlserve:storage:Storage", "mlserve:cert_manager:CertManager",
         "mlserve:load_balancer_controller:LoadBalancerController", "mlserve:mesh:Mesh",
         "mlserve:serving_platform:ServingPlatform", "mlserve:monitoring:Monitoring",
         "mlserve:autoscaling:Autoscaling", "mlserve:cluster_autoscaler:ClusterAutoscaler",
         "mlserve:gpu_stack:GpuStack", "mlserve:model_repository:ModelRepository",
         "mlserve:model_serving:ModelServing", "mlserve:inference_service:InferenceService"}
+    assert {c.type for c in components} >= (
+        {"mlserve:gpu_node_groups:GpuNodeGroups"} if graph.stack == "prod" else
+        {"mlserve:karpenter:Karpenter", "mlserve:gpu_capacity:KarpenterGpuPools"})
     for component in components:
         assert component.urn in graph.registered_outputs, f"{component.type} {component.name}"
         assert graph.registered_outputs[component.urn], f"{component.name} registered no outputs"
