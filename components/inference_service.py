@@ -56,6 +56,7 @@ DRAIN_SECONDS = 15
 TERMINATION_GRACE_SECONDS = 60
 """Drain, then Triton's own wait for requests in flight (--exit-timeout-secs, 30 s)."""
 WAIT_FOR = "pulumi.com/waitFor"
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 READY_CONDITION = "condition=DisruptionAllowed"
 # Fields of a predictor that reach the Deployment's spec or the autoscaler, not its pod template:
 # changing them starts no rollout, so they are left out of the revision.
@@ -302,6 +303,11 @@ def inference_service(plan: ModelPlan, bucket: str, track: str = STABLE) -> dict
         # none: KServe sets the Deployment's replicas to minReplicas and creates no autoscaler
         # (deployment_reconciler.go createRawDefaultDeployment, hpa_reconciler.go).
         "serving.kserve.io/autoscalerClass": spec.autoscaler,
+        # Copied onto the pods: Karpenter won't consolidate or drift a node away from a pod
+        # for this long after it starts running, i.e. while Triton loads the model (karpenter
+        # v1.14.1 docs/concepts/disruption.md, "Pod-Level Controls": a duration is time-based
+        # protection). Forceful methods (expiry, interruption, repair) are not held.
+        DO_NOT_DISRUPT: f"{plan.config.ready_timeout_minutes}m",
     }
     labels = {naming.MODEL_LABEL: plan.name, naming.TRACK_LABEL: track,
               naming.VERSION_LABEL: spec.version}

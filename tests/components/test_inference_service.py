@@ -48,7 +48,9 @@ def test_one_stable_inference_service_per_model(graph):
     meta = isvc(graph)["metadata"]
     assert meta["namespace"] == "models"
     assert meta["annotations"] == {"serving.kserve.io/deploymentMode": "Standard",
-                                   "serving.kserve.io/autoscalerClass": "keda"}
+                                   "serving.kserve.io/autoscalerClass": "keda",
+                                   # while the model loads (tests/components/test_karpenter.py)
+                                   "karpenter.sh/do-not-disrupt": "30m"}
     labels = meta["labels"]
     assert {k: labels[k] for k in (naming.MODEL_LABEL, naming.TRACK_LABEL,
                                    naming.VERSION_LABEL)} == {

@@ -403,3 +403,18 @@ def test_prod_refuses_spot_for_model_pools_on_karpenter():
     assert any(line.startswith("mlserve:gpuCapacity.karpenter.pools.a10g.capacityTypes: pool "
                                "'a10g' serves models: spot is not allowed in prod")
                for line in error.problems), error.problems
+
+
+# ---- model pods while they load ---------------------------------------------------------------
+
+def test_model_pods_are_not_disrupted_while_they_load(graph):
+    """The InferenceService's annotations reach its pods (kserve v0.20.0 predictor.go, filtered
+    by ServiceAnnotationDisallowedList only); the duration is each model's ready timeout."""
+    models = json.loads(stack_config(graph.stack)["mlserve:modelServing"])["models"]
+    services = graph.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService")
+    assert services
+    for service in services:
+        model = service.inputs["metadata"]["labels"]["mlserve.io/model"]
+        minutes = models.get(model, {}).get("readyTimeoutMinutes", 30)
+        assert service.inputs["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == \
+            f"{minutes}m"
