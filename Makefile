@@ -20,7 +20,7 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test venv policy-venv amtool up preview destroy refresh outputs config-reference versions-table \
+.PHONY: test venv policy-venv amtool promtool up preview destroy refresh outputs config-reference versions-table \
 	build-model validate serve bench smoke load policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
@@ -59,7 +59,21 @@ $(AMTOOL):
 amtool:
 	@$(MAKE) -s $(AMTOOL) || true
 
-test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool
+# promtool, Prometheus's CLI, for the GPU-health alert tests (`promtool test rules` evaluates the
+# rules on synthetic series): Debian's prometheus package, unpacked under build/ the same way.
+PROMTOOL_DEB := prometheus=2.42.0+ds-5+deb12u1
+PROMTOOL := build/promtool/usr/bin/promtool
+$(PROMTOOL):
+	@mkdir -p build/promtool/deb
+	@cd build/promtool/deb && rm -f *.deb && { apt-get download -qq $(PROMTOOL_DEB) 2>/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -qq $(PROMTOOL_DEB); }; } \
+	  >/dev/null 2>&1 && dpkg-deb --fsys-tarfile *.deb | tar -x -C .. ./usr/bin/promtool && \
+	  rm -f *.deb || echo "promtool not available here (no apt): the alert-rule tests will skip" >&2
+
+promtool:
+	@$(MAKE) -s $(PROMTOOL) || true
+
+test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool promtool
 	$(PY) -m pytest
 
 # up and preview enforce the policy pack (README, "Policy as code"), like the workflows do.

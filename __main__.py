@@ -35,10 +35,12 @@ from components.model_upload import (
 from components.monitoring import GRAFANA_SERVICE, Monitoring, MonitoringArgs
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from components.network import Network, NetworkArgs
+from components.node_health import NodeHealth, NodeHealthArgs
 from components.object_store import ObjectStore, ObjectStoreArgs, node_port_of
 from components.seldon import SeldonCore, SeldonCoreArgs
 from components.serving_platform import ServingPlatform, ServingPlatformArgs
 from components.stack_inputs import load as load_stack_inputs
+from components.versions import EKS_ADDON_VERSIONS
 from components.storage import Storage, StorageArgs
 
 # Validated in full before anything is registered: a bad stack file or a broken model touches
@@ -218,6 +220,23 @@ if cluster is not None and network is not None and config.gpu_capacity.engine ==
             pools=config.gpu_node_groups, capacity=config.gpu_capacity,
             cluster_name=cluster_name, node_role_name=karpenter.node_role_name,
             controller=karpenter.release, crds=karpenter.crds, instance_tags=tags),
+        on_cluster,
+    )
+
+# ---- GPU node health: the EKS node monitoring agent and alerts on GPU faults (repair is the
+# engine's: nodeRepairConfig or Karpenter's NodeRepair, both from gpuCapacity.nodeHealth).
+node_health = config.gpu_capacity.node_health
+if cluster is not None and (node_health.monitoring_agent or monitoring is not None):
+    NodeHealth(
+        "node-health",
+        NodeHealthArgs(
+            cluster=cluster.eks,
+            addon_version=config.cluster.addon_versions.get("eks-node-monitoring-agent")
+            or EKS_ADDON_VERSIONS[config.cluster.version]["eks-node-monitoring-agent"],
+            monitoring_agent=node_health.monitoring_agent,
+            monitoring_namespace=MONITORING_NAMESPACE if monitoring else None,
+            monitoring=monitoring.release if monitoring else None,
+            depends_on=[cluster.system_nodes]),
         on_cluster,
     )
 

@@ -21,6 +21,8 @@ EKS_ADDONS: tuple[str, ...] = (
     "eks-pod-identity-agent",
     "coredns",
     "aws-ebs-csi-driver",
+    # GPU node health (gpuCapacity.nodeHealth.monitoringAgent; components/node_health.py).
+    "eks-node-monitoring-agent",
 )
 ADDON_VERSION_PATTERN = r"^v\d+\.\d+\.\d+-eksbuild\.\d+$"
 _ADDONS_ANY_MINOR = {
@@ -28,6 +30,8 @@ _ADDONS_ANY_MINOR = {
     "eks-pod-identity-agent": "v1.3.10-eksbuild.1",
     "coredns": "v1.13.2-eksbuild.4",
     "aws-ebs-csi-driver": "v1.53.0-eksbuild.1",
+    # aws/eks-node-monitoring-agent v1.7.0 (its chart's nodeAgent.image.tag).
+    "eks-node-monitoring-agent": "v1.7.0-eksbuild.1",
 }
 EKS_ADDON_VERSIONS: dict[str, dict[str, str]] = {
     "1.33": {**_ADDONS_ANY_MINOR, "kube-proxy": "v1.33.10-eksbuild.2"},
