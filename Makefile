@@ -1,6 +1,7 @@
 # mlserve — the two commands that matter:
 #   make test            install into .venv and run every offline test
 #   make up STACK=dev    pulumi up for a stack (local state backend if you're not logged in)
+#   (make preflight STACK=dev first: the account's EC2 quotas hold the stack's node pools)
 # and for model authors: make validate, make serve, make bench, make build-model [DATASET=dir]
 
 STACK ?= dev
@@ -20,7 +21,7 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test venv policy-venv amtool promtool up preview destroy refresh outputs config-reference versions-table \
+.PHONY: test venv policy-venv amtool promtool up preview preflight destroy refresh outputs config-reference versions-table \
 	build-model validate serve bench smoke load policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
@@ -82,6 +83,11 @@ up: $(VENV)/.installed $(POLICY_VENV)/.installed
 
 preview: $(VENV)/.installed $(POLICY_VENV)/.installed
 	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi preview --diff --stack $(STACK) --policy-pack policy
+
+# Before the first `pulumi up` of a stack (and after growing its pools): the account's EC2 vCPU
+# quotas hold what the stack's node pools may launch (docs/gpu-capacity.md, "Quotas").
+preflight: $(VENV)/.installed
+	$(PY) -m tools.preflight --stack $(STACK)
 
 refresh: $(VENV)/.installed
 	@$(PULUMI_BACKEND) pulumi refresh --stack $(STACK)
