@@ -142,3 +142,19 @@ def test_unreachable_service_is_a_clear_error(capsys):
 def test_unknown_stack_is_a_clear_error(capsys):
     assert preflight.main(["--stack", "nope"]) == 2
     assert "Pulumi.nope.yaml: no such stack file" in capsys.readouterr().err
+
+
+def test_the_docs_quota_table_is_what_preflight_computes():
+    """docs/gpu-capacity.md, "Quotas": each figure is the stack's need, computed here."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "gpu-capacity.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[1].startswith("L-"):
+            rows[cells[1]] = {"dev": int(cells[2]), "staging": int(cells[3]),
+                              "prod": int(cells[4])}
+    assert len(rows) == 3
+    for stack in ("dev", "staging", "prod"):
+        found = {n.quota[0]: n.vcpus for n in preflight.needs(preflight.read_stack(stack))}
+        for code, figures in rows.items():
+            assert found.get(code, 0) == figures[stack], (stack, code)
