@@ -46,30 +46,25 @@ $(POLICY_VENV)/.installed: policy/requirements.txt
 
 policy-venv: $(POLICY_VENV)/.installed
 
-# amtool, Alertmanager's CLI, for the alert-routing test: Debian's prometheus-alertmanager package,
-# unpacked under build/ (nothing is installed system-wide). Without apt the test says it skipped.
+# CLIs from Debian packages, unpacked under build/<tool>/ (nothing is installed system-wide);
+# without apt the tests that use them say they skipped.
+# amtool (prometheus-alertmanager), for the alert-routing test; promtool (prometheus), for the
+# GPU-health alert tests (`promtool test rules` evaluates the rules on synthetic series).
 AMTOOL_DEB := prometheus-alertmanager=0.25.0-1+b4
+PROMTOOL_DEB := prometheus=2.42.0+ds-5+deb12u1
 AMTOOL := build/amtool/usr/bin/amtool
-$(AMTOOL):
-	@mkdir -p build/amtool/deb
-	@cd build/amtool/deb && rm -f *.deb && { apt-get download -qq $(AMTOOL_DEB) 2>/dev/null || \
-	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -qq $(AMTOOL_DEB); }; } \
-	  >/dev/null 2>&1 && dpkg-deb --fsys-tarfile *.deb | tar -x -C .. ./usr/bin/amtool && \
-	  rm -f *.deb || echo "amtool not available here (no apt): its cross-check will skip" >&2
+PROMTOOL := build/promtool/usr/bin/promtool
+$(AMTOOL): DEB = $(AMTOOL_DEB)
+$(PROMTOOL): DEB = $(PROMTOOL_DEB)
+$(AMTOOL) $(PROMTOOL):
+	@tool=$(notdir $@); mkdir -p build/$$tool/deb && cd build/$$tool/deb && rm -f *.deb && \
+	  { apt-get download -qq $(DEB) 2>/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -qq $(DEB); }; } \
+	  >/dev/null 2>&1 && dpkg-deb --fsys-tarfile *.deb | tar -x -C .. ./usr/bin/$$tool && \
+	  rm -f *.deb || echo "$$tool not available here (no apt): the tests that use it will skip" >&2
 
 amtool:
 	@$(MAKE) -s $(AMTOOL) || true
-
-# promtool, Prometheus's CLI, for the GPU-health alert tests (`promtool test rules` evaluates the
-# rules on synthetic series): Debian's prometheus package, unpacked under build/ the same way.
-PROMTOOL_DEB := prometheus=2.42.0+ds-5+deb12u1
-PROMTOOL := build/promtool/usr/bin/promtool
-$(PROMTOOL):
-	@mkdir -p build/promtool/deb
-	@cd build/promtool/deb && rm -f *.deb && { apt-get download -qq $(PROMTOOL_DEB) 2>/dev/null || \
-	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -qq $(PROMTOOL_DEB); }; } \
-	  >/dev/null 2>&1 && dpkg-deb --fsys-tarfile *.deb | tar -x -C .. ./usr/bin/promtool && \
-	  rm -f *.deb || echo "promtool not available here (no apt): the alert-rule tests will skip" >&2
 
 promtool:
 	@$(MAKE) -s $(PROMTOOL) || true

@@ -475,22 +475,31 @@ def admins_own_account(args: Any, report: Report) -> None:
 
 # ---- nodes ----------------------------------------------------------------------------------
 
+def _check_imds(name: str, metadata: Any, report: Report) -> None:
+    """A launch template's or an EC2NodeClass's metadataOptions (the same field names)."""
+    metadata = _map(metadata)
+    if metadata.get("httpTokens") != "required":
+        report(f"{name}: IMDSv2 not required")
+    if _number(metadata.get("httpPutResponseHopLimit")) != 1:
+        report(f"{name}: IMDS hop limit is {metadata.get('httpPutResponseHopLimit')}, not 1")
+
+
+def _check_volumes_encrypted(name: str, mappings: Any, report: Report) -> None:
+    for mapping in _seq(mappings):
+        if str(_path(mapping, "ebs", "encrypted")).lower() != "true":
+            report(f"{name}: volume {_map(mapping).get('deviceName')} is not encrypted")
+
+
 @resource_rule("node-imdsv2", "aws:ec2/launchTemplate:LaunchTemplate")
 def node_imdsv2(args: Any, report: Report) -> None:
     """Nodes require IMDSv2 with a hop limit of 1, so pods can't take the node's role (EKS best practices)."""
-    metadata = _map(args.props.get("metadataOptions"))
-    if metadata.get("httpTokens") != "required":
-        report(f"{args.name}: IMDSv2 not required")
-    if _number(metadata.get("httpPutResponseHopLimit")) != 1:
-        report(f"{args.name}: IMDS hop limit is {metadata.get('httpPutResponseHopLimit')}, not 1")
+    _check_imds(args.name, args.props.get("metadataOptions"), report)
 
 
 @resource_rule("node-volumes-encrypted", "aws:ec2/launchTemplate:LaunchTemplate")
 def node_volumes_encrypted(args: Any, report: Report) -> None:
     """Every node volume is encrypted (CIS AWS 2.2.1)."""
-    for mapping in _seq(args.props.get("blockDeviceMappings")):
-        if str(_path(mapping, "ebs", "encrypted")).lower() != "true":
-            report(f"{args.name}: volume {_map(mapping).get('deviceName')} is not encrypted")
+    _check_volumes_encrypted(args.name, args.props.get("blockDeviceMappings"), report)
 
 
 @resource_rule("gpu-nodes-tainted", "aws:eks/nodeGroup:NodeGroup")
@@ -512,22 +521,16 @@ GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 @resource_rule("karpenter-node-class-imdsv2", NODE_CLASS)
 def karpenter_node_class_imdsv2(args: Any, report: Report) -> None:
     """Karpenter nodes require IMDSv2 with a hop limit of 1, so pods can't take the node's role."""
-    metadata = _map(_path(args.props, "spec", "metadataOptions"))
-    if metadata.get("httpTokens") != "required":
-        report(f"{args.name}: IMDSv2 not required (metadataOptions.httpTokens)")
-    if _number(metadata.get("httpPutResponseHopLimit")) != 1:
-        report(f"{args.name}: IMDS hop limit is {metadata.get('httpPutResponseHopLimit')}, not 1")
+    _check_imds(args.name, _path(args.props, "spec", "metadataOptions"), report)
 
 
 @resource_rule("karpenter-node-class-volumes-encrypted", NODE_CLASS)
 def karpenter_node_class_volumes_encrypted(args: Any, report: Report) -> None:
     """Karpenter node volumes are declared and every one is encrypted (CIS AWS 2.2.1)."""
-    mappings = _seq(_path(args.props, "spec", "blockDeviceMappings"))
-    if not mappings:
+    mappings = _path(args.props, "spec", "blockDeviceMappings")
+    if not _seq(mappings):
         report(f"{args.name}: no blockDeviceMappings (the AMI's defaults decide encryption)")
-    for mapping in mappings:
-        if str(_path(mapping, "ebs", "encrypted")).lower() != "true":
-            report(f"{args.name}: volume {_map(mapping).get('deviceName')} is not encrypted")
+    _check_volumes_encrypted(args.name, mappings, report)
 
 
 def _gpu_node_pool(props: Any) -> bool:

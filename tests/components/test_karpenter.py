@@ -23,6 +23,7 @@ from components.karpenter import (
 from components.k8s import SYSTEM_NODE_SELECTOR
 from components.versions import CHARTS, KARPENTER_AMI_ALIASES
 from tests.components.test_k8s import releases
+from tests.components.test_seldon import _key_paths
 from tests.crd_schema import UPSTREAM, crd_errors
 from tests.harness import evaluate, set_path, stack_config
 
@@ -199,14 +200,6 @@ def test_update_waits_for_karpenter_to_accept_each_object(kgraph):
 
 
 # ---- the controller ---------------------------------------------------------------------------
-
-def _key_paths(values, prefix=()):
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            yield from _key_paths(value, (*prefix, key))
-        else:
-            yield (*prefix, key)
-
 
 # Maps whose keys are the user's (the chart passes them through whole).
 FREE_FORM = {("nodeSelector",), ("controller", "resources")}
