@@ -280,7 +280,6 @@ if server_runtime is not None and mesh is not None and serving is not None:
             bucket=bucket_name,
             reader_role_arn=reader_role_arn,
             ingress_address=platform.istio.external_address or mesh.ingress_hostname,
-            backend=backend,
             s3_endpoint=(bucket.cluster_endpoint
                          or (object_store.cluster_endpoint if object_store else bucket.endpoint))
             if bucket.mode == "s3Compatible" else None,

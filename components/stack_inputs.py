@@ -22,7 +22,7 @@ from typing import Any
 
 from components import config as stack_config
 from components.config import ConfigError, SectionUnavailable, StackConfig
-from components.inference_service import ModelPlan
+from components.model_plan import ModelPlan
 from components.model_repository import ModelRepositoryError, load_model_repository
 from components.model_serving import plan_models
 from tools.models.repository import Repository
