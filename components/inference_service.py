@@ -13,7 +13,7 @@ the model's route, and what watches it (components/model_observability.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,11 @@ def readiness_budget(plan: ModelPlan, server: Mapping[str, Any]) -> dict[str, An
     }
 
 
+def _server_of(plan: ModelPlan, track: str) -> Callable[[str], dict[str, Any]]:
+    """One track's server resource for a bucket name."""
+    return lambda bucket: plan.backend.server(plan, bucket, track)
+
+
 @dataclass
 class InferenceServiceArgs:
     plan: ModelPlan
@@ -94,7 +99,7 @@ class InferenceService(pulumi.ComponentResource):
         for track in plan.tracks:
             # The bucket name is only known at deploy time: it goes into the storage URIs, and
             # so into the revision label.
-            manifest = bucket.apply(lambda b, t=track.name: backend.server(plan, b, t))
+            manifest = bucket.apply(_server_of(plan, track.name))
             template = backend.server(plan, "BUCKET", track.name)
             metadata = {**template["metadata"],
                         "labels": manifest.apply(lambda m: m["metadata"]["labels"])}
@@ -106,7 +111,7 @@ class InferenceService(pulumi.ComponentResource):
             budget = readiness_budget(plan, template)
             if budget is None:
                 continue
-            live = manifest.apply(lambda m: readiness_budget(plan, m))
+            live = manifest.apply(lambda m: readiness_budget(plan, m) or {})
             budgets.append(k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-{track.name}-budget",
                 metadata={**budget["metadata"],

@@ -60,17 +60,17 @@ class ModelPlan:
 
     @property
     def tracks(self) -> list[Track]:
-        config, canary = self.config, self.config.canary
-        with_canary = self.canary_version is not None and canary is not None
-        tracks = [Track(STABLE, self.version, config.min_replicas, config.max_replicas,
-                        config.autoscaler, 100 - canary.percent if with_canary else 100)]
-        if with_canary:
-            # Fixed replicas unless the canary may grow; then the model's autoscaler on the
-            # canary's own pods (a ScaledObject with triggers of its own).
-            autoscaler = config.autoscaler if canary.ceiling > canary.replicas else "none"
-            tracks.append(Track(CANARY, self.canary_version, canary.replicas, canary.ceiling,
-                                autoscaler, canary.percent))
-        return tracks
+        config, canary, canary_version = self.config, self.config.canary, self.canary_version
+        if canary is None or canary_version is None:
+            return [Track(STABLE, self.version, config.min_replicas, config.max_replicas,
+                          config.autoscaler, 100)]
+        # Fixed replicas unless the canary may grow; then the model's autoscaler on the canary's
+        # own pods (a ScaledObject with triggers of its own).
+        autoscaler = config.autoscaler if canary.ceiling > canary.replicas else "none"
+        return [Track(STABLE, self.version, config.min_replicas, config.max_replicas,
+                      config.autoscaler, 100 - canary.percent),
+                Track(CANARY, canary_version, canary.replicas, canary.ceiling, autoscaler,
+                      canary.percent)]
 
     def track(self, name: str) -> Track:
         return next(t for t in self.tracks if t.name == name)

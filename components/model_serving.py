@@ -175,17 +175,25 @@ def endpoint(plan: ModelPlan, address: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ModelReader:
+    """How model pods read the bucket: S3 through the pods' IRSA role, or an S3-compatible
+    endpoint with keys."""
+
+    role_arn: pulumi.Input[str] | None = None
+    s3_endpoint: str | None = None
+    """An S3-compatible endpoint as pods reach it; None for S3 with IRSA."""
+    s3_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
+
+
 @dataclass
 class ModelServingArgs:
     plans: Sequence[ModelPlan]
     namespace: pulumi.Input[str]
     region: str
     bucket: pulumi.Input[str]
-    reader_role_arn: pulumi.Input[str] | None
+    reader: ModelReader
     ingress_address: pulumi.Input[str]
-    s3_endpoint: str | None = None
-    """An S3-compatible endpoint as pods reach it; None for S3 with IRSA."""
-    s3_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     monitoring: pulumi.Resource | None = None
 
@@ -200,27 +208,27 @@ class ModelServing(pulumi.ComponentResource):
         backend = first.backend
         if any(plan.backend is not backend for plan in args.plans):
             raise ValueError("the models of one namespace are served by one backend")
-        credentials = None
-        if args.s3_credentials is not None:
+        reader, credentials = args.reader, None
+        if reader.s3_credentials is not None:
             # KServe reads S3 keys from the secrets its service account lists, and the endpoint
             # settings from that Secret's own annotations.
             credentials = k8s.core.v1.Secret(
                 f"{name}-s3-credentials",
                 metadata={"name": "model-store-credentials", "namespace": args.namespace,
-                          "annotations": s3_annotations(args.region, None, args.s3_endpoint)},
+                          "annotations": s3_annotations(args.region, None, reader.s3_endpoint)},
                 type="Opaque",
-                string_data={"AWS_ACCESS_KEY_ID": pulumi.Output.secret(args.s3_credentials[0]),
+                string_data={"AWS_ACCESS_KEY_ID": pulumi.Output.secret(reader.s3_credentials[0]),
                              "AWS_SECRET_ACCESS_KEY":
-                                 pulumi.Output.secret(args.s3_credentials[1])},
+                                 pulumi.Output.secret(reader.s3_credentials[1])},
                 opts=pulumi.ResourceOptions(parent=self))
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata={"name": first.service_account, "namespace": args.namespace,
                       # IRSA: the role and where S3 is. With an S3-compatible store the
                       # settings live on the credentials Secret instead.
-                      "annotations": pulumi.Output.from_input(args.reader_role_arn).apply(
+                      "annotations": pulumi.Output.from_input(reader.role_arn).apply(
                           lambda arn: s3_annotations(args.region, arn))
-                      if args.s3_endpoint is None else {}},
+                      if reader.s3_endpoint is None else {}},
             secrets=[{"name": "model-store-credentials"}] if credentials is not None else None,
             # Triton needs no Kubernetes API access; IRSA and Istio use their own projected
             # tokens.
@@ -248,4 +256,5 @@ class ModelServing(pulumi.ComponentResource):
         self.endpoints: pulumi.Output[dict[str, dict[str, Any]]] = pulumi.Output.from_input(
             args.ingress_address).apply(lambda address: {
                 plan.name: endpoint(plan, address) for plan in args.plans})
+        self.stack_outputs = {"models": self.endpoints}
         self.register_outputs({"models": self.endpoints})

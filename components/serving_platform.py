@@ -129,6 +129,7 @@ class ServingPlatform(pulumi.ComponentResource):
             spec=gateway["spec"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.mesh_crds]))
         self.model_namespace = models.metadata.name
+        self.stack_outputs = {"modelNamespace": self.model_namespace}
         self.register_outputs({"namespace": ns.metadata.name,
                                "modelNamespace": self.model_namespace,
                                "tritonRuntime": TRITON_RUNTIME,

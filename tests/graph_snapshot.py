@@ -122,7 +122,7 @@ def write(out: Path) -> None:
 
 def diff(before: Path, after: Path) -> int:
     changed = 0
-    names = sorted({p.name for p in before.glob("*.json")} | {p.name for p in after.glob("*.json")})
+    names = sorted({p.name for folder in (before, after) for p in folder.glob("*.json")})
     for name in names:
         a, b = before / name, after / name
         old = a.read_text().splitlines() if a.exists() else []
