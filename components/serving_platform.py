@@ -50,7 +50,7 @@ def kserve_values(*, ingress_domain: str) -> dict[str, Any]:
                     "ingressGateway": {"className": INGRESS_CLASS, "enableGatewayApi": False},
                     # v0.20's Standard-mode Ingress routes only to the stable predictor, so a
                     # canary would get no traffic: the stack routes each model with its own
-                    # weighted VirtualService instead (components/inference_service.py).
+                    # weighted VirtualService instead (components/kserve.py).
                     "disableIngressCreation": True,
                 },
                 "nodeSelector": SYSTEM_NODE_SELECTOR,
