@@ -129,8 +129,10 @@ def _pinned(versions: ModelVersions, access: BucketAccess,
         pinned=versions.pinned, access=access, depends_on=depends_on))
 
 
-def _with_pins(bucket: ModelBucket, uploaded: ModelRepository | ModelUpload | None,
-               pinned: PinnedModelVersions | None) -> ModelBucket:
+def _with_versions(bucket: ModelBucket, uploaded: ModelRepository | ModelUpload | None,
+                   pinned: PinnedModelVersions | None) -> ModelBucket:
+    """The bucket with the versions uploaded to it and those pinned in it: each version's URI,
+    and the parts models wait for."""
     for part in (uploaded, pinned):
         if part is not None:
             bucket.versions.update(part.ready)
@@ -160,7 +162,7 @@ def owned_bucket(config: StackConfig, repository: Repository, versions: ModelVer
     access = _bucket_access(config, store.bucket_name, None)
     bucket = ModelBucket(name=store.bucket_name,
                          reader=ModelReader(role_arn=store.reader_role_arn), ready=[store.reader])
-    return _with_pins(bucket, uploaded, _pinned(versions, access, []))
+    return _with_versions(bucket, uploaded, _pinned(versions, access, []))
 
 
 def foreign_bucket(config: StackConfig, repository: Repository, versions: ModelVersions,
@@ -193,7 +195,7 @@ def foreign_bucket(config: StackConfig, repository: Repository, versions: ModelV
         s3_endpoint=cluster_endpoint if settings.mode == "s3Compatible" else None,
         s3_credentials=credentials)
     bucket = ModelBucket(name=settings.name or "", reader=reader)
-    return _with_pins(bucket, uploaded, _pinned(versions, access, store_ready))
+    return _with_versions(bucket, uploaded, _pinned(versions, access, store_ready))
 
 
 class NewAwsAccount(Foundation):
