@@ -53,7 +53,7 @@ def readiness_budget(plan: ModelPlan, server: Mapping[str, Any]) -> dict[str, An
         "metadata": {"name": plan.backend.budget_name(plan, track), "namespace": plan.namespace,
                      "labels": labels,
                      # The status is current when observedGeneration reaches the generation,
-                     # which the provider checks before the condition (README, "Rollouts").
+                     # which the provider checks before the condition (docs/architecture.md, "Rollouts").
                      "annotations": {WAIT_FOR: READY_CONDITION}},
         "spec": {"minAvailable": floor - 1, "selector": {"matchLabels": selector}},
     }

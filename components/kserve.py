@@ -2,7 +2,7 @@
 identity, Standard mode, on the serving platform's Triton runtime (components/serving_platform.py),
 routed by the stack's VirtualService on the models' Gateway.
 
-How a version change drops no request (README, "Rollouts"; every upstream behaviour relied on is
+How a version change drops no request (docs/architecture.md, "Rollouts"; every upstream behaviour relied on is
 listed there with its file and line):
 
 - Each track is one InferenceService with a fixed name (`<model>-stable`, `<model>-canary`) and no

@@ -1,8 +1,8 @@
 """Seldon Core v1 as the opt-in serving backend (the original tutorial's): the operator, its Istio
 gateway, and per model the SeldonDeployment (Triton, KEDA on Triton's backlog) and the route to it.
 
-Everything here is written for what seldon-core-operator 1.17.1 does with the objects (README,
-"Seldon Core", lists each behaviour with its file and line; tests/components/test_seldon.py and
+Everything here is written for what seldon-core-operator 1.17.1 does with the objects
+(docs/architecture.md, "Seldon Core", lists each behaviour with its file and line; tests/components/test_seldon.py and
 test_seldon_rollout_contract.py state them as invariants):
 
 - The operator creates its own VirtualService only once a replica is Ready, which a model scaled
@@ -328,8 +328,8 @@ class SeldonCore(pulumi.ComponentResource):
         if args.version != SELDON_LAST_APACHE_VERSION:
             pulumi.log.warn(f"seldon-core-operator {args.version}: the SeldonDeployments are "
                             f"written for what {SELDON_LAST_APACHE_VERSION}'s operator does with "
-                            "them (README, \"Seldon Core\"); that is not verified for this "
-                            "version", self)
+                            "them (docs/architecture.md, \"Seldon Core\"); that is not verified "
+                            "for this version", self)
         ns = namespace(self, name, NAMESPACE, pod_security=BASELINE)
         self.gateway_ref = f"{args.mesh_namespace}/{GATEWAY}"
         custom_resource(self, f"{name}-gateway", gateway(args.mesh_namespace), [args.mesh_crds])
