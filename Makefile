@@ -2,7 +2,8 @@
 #   make test            install into .venv and run every offline test
 #   make up STACK=dev    pulumi up for a stack (local state backend if you're not logged in)
 #   (make preflight STACK=dev first: the account's EC2 quotas hold the stack's node pools)
-# and for model authors: make validate, make serve, make bench, make build-model [DATASET=dir]
+# while editing: make test-fast (graph, config, policy and docs tests), make docs (generated blocks);
+# for model authors: make validate, make serve, make bench, make build-model [DATASET=dir]
 
 STACK ?= dev
 VENV := .venv
@@ -21,8 +22,9 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test venv policy-venv amtool promtool up preview preflight destroy refresh outputs config-reference versions-table \
-	build-model validate serve bench smoke load policy-table clean
+.PHONY: test test-fast docs venv policy-venv amtool promtool up preview preflight destroy refresh \
+	outputs config-reference versions-table build-model validate serve bench smoke load \
+	policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11+ is required")'
@@ -72,7 +74,25 @@ promtool:
 test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool promtool
 	$(PY) -m pytest
 
-# up and preview enforce the policy pack (README, "Policy as code"), like the workflows do.
+# The edit-test loop: each shipped stack's recorded graph, the configuration rules, the policy
+# rules and the docs, under a minute on 2 cores. Left out (make test runs them): tests that start
+# a server (Triton, an S3 API server, the policy pack over gRPC) or build a virtualenv, and the
+# modules that evaluate the program over many variants (rollout contracts across versions, the
+# Seldon backend, per-model versions of the repository).
+FAST_TESTS := tests/test_docs.py tests/test_main.py tests/test_local_and_existing.py \
+	tests/test_workflows.py tests/policy/test_rules.py \
+	$(filter-out $(addprefix tests/components/test_,model_upload.py model_repository.py \
+	  rollout_contract.py seldon.py seldon_rollout_contract.py), \
+	  $(wildcard tests/components/test_*.py))
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not server" $(FAST_TESTS)
+
+# Writes every generated block in place: the configuration reference, the pinned versions, the
+# policy table and Pulumi.yaml's key list (tools/docs.py). A test fails while one is stale.
+docs: $(VENV)/.installed
+	$(PY) -m tools.docs
+
+# up and preview enforce the policy pack (docs/policy.md), like the workflows do.
 up: $(VENV)/.installed $(POLICY_VENV)/.installed
 	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi up --stack $(STACK) --policy-pack policy
 
@@ -93,7 +113,7 @@ destroy: $(VENV)/.installed
 outputs:
 	@$(PULUMI_BACKEND) pulumi stack output --stack $(STACK)
 
-# ---- the model repository (see README, "Models") ----
+# ---- the model repository (docs/models.md) ----
 build-model: $(VENV)/.installed
 	$(PY) -m tools.models build $(if $(DATASET),--dataset $(DATASET))
 
@@ -107,7 +127,7 @@ BENCH_SECONDS ?= 10
 bench: $(VENV)/.installed
 	$(PY) -m tools.models bench --seconds $(BENCH_SECONDS) --sweep 0,250,500,1000,2000,4000
 
-# ---- after `make up` (see README, "Smoke and load tests") ----
+# ---- after `make up` (docs/operations.md, "Smoke and load tests") ----
 # The stack's endpoints come from its outputs (the Pulumi CLI); URL=http://host:port [HOST=...]
 # points them at any V2 endpoint instead, e.g. `make serve`, with no CLI. URL may be a model's own
 # inference URL (the stack's `models.<name>.url`); PATH_PREFIX='/seldon/<namespace>/{model}'

@@ -544,7 +544,7 @@ MemoryQuantity = Annotated[str, BeforeValidator(_memory_quantity)]
 
 class CanaryConfig(_Model):
     """A second version of a model taking a share of its traffic, served by its own
-    InferenceService next to the stable one (README, "Canary, promotion, rollback")."""
+    InferenceService next to the stable one (docs/operations.md, "Canary, promotion, rollback")."""
 
     version: str | None = Field(None, pattern=_CONTENT_HASH,
                                 description="Pin the canary to this model version, served from "

@@ -183,7 +183,7 @@ def queue_policy(queue_arn: str) -> str:
 
 
 def controller_values(*, cluster_name: str, region: str, queue_name: str, node_repair: bool,
-                      high_availability: bool, service_monitor: bool) -> dict[str, Any]:
+                      high_availability: bool) -> dict[str, Any]:
     """The karpenter chart's values (every key exists in the chart's values.yaml at v1.14.1; a
     test checks it). The chart's own affinity (`karpenter.sh/nodepool DoesNotExist`) already
     keeps the controller off the nodes it manages; the node selector puts it on the system
@@ -202,7 +202,8 @@ def controller_values(*, cluster_name: str, region: str, queue_name: str, node_r
         "replicas": 2 if high_availability else 1,
         # Merged by Helm into the chart's own `kubernetes.io/os: linux`.
         "nodeSelector": SYSTEM_NODE_SELECTOR,
-        "serviceMonitor": {"enabled": service_monitor},
+        # No chart ServiceMonitor: the monitoring stack comes later; components/node_health.py
+        # scrapes the controller's metrics Service.
     }
 
 
@@ -216,8 +217,6 @@ class KarpenterArgs:
     """How many private subnets there are (known from config), so each gets its own tag."""
     node_repair: bool = True
     high_availability: bool = False
-    monitoring: pulumi.Resource | None = None
-    """The release that installs the ServiceMonitor CRD (None: no ServiceMonitor)."""
     instance_tags: Mapping[str, str] = field(default_factory=dict)
     depends_on: Sequence[pulumi.Resource] = ()
     """What must exist before the controller runs (the system nodes, the Pod Identity agent)."""
@@ -296,16 +295,14 @@ class Karpenter(pulumi.ComponentResource):
         # ---- the controller: CRDs first, then the release, on the system nodes
         crds = helm_release(self, name, "karpenter-crd", name="karpenter-crd",
                             namespace=NAMESPACE, values={}, depends_on=args.depends_on)
-        monitors = [args.monitoring] if args.monitoring is not None else []
         values = queue.name.apply(lambda queue_name: controller_values(
             cluster_name=args.cluster_name, region=args.region, queue_name=queue_name,
-            node_repair=args.node_repair, high_availability=args.high_availability,
-            service_monitor=args.monitoring is not None))
+            node_repair=args.node_repair, high_availability=args.high_availability))
         # Everything the controller uses exists before it and is deleted after it: on destroy
         # it is still running to terminate its nodes.
         self.release = helm_release(
             self, name, "karpenter", name="karpenter", namespace=NAMESPACE, values=values,
-            depends_on=[crds, *args.depends_on, *monitors, *node_policies, access_entry,
+            depends_on=[crds, *args.depends_on, *node_policies, access_entry,
                         queue_access, *event_rules, *tags, *policies, association])
         self.crds = crds
         self.node_role_name: pulumi.Output[str] = self.node_role.name

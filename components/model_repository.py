@@ -30,7 +30,7 @@ from tools.models.repository import Repository, RepositoryError
 from tools.registry import manifest_body, manifest_for, manifest_key, object_key, version_uri
 
 if TYPE_CHECKING:
-    from components.inference_service import ModelPlan
+    from components.model_plan import ModelPlan
 
 VersionRef = tuple[str, str]
 """(model, version)."""

@@ -28,7 +28,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.config import ClusterConfig
 from components.k8s import GPU_TOLERATION
+from components.karpenter import NAMESPACE as KARPENTER_NAMESPACE
+from components.versions import EKS_ADDON_VERSIONS
 
 ADDON = "eks-node-monitoring-agent"
 # NVIDIA's Xid catalogue (docs.nvidia.com/deploy/xid-errors) marks these as needing the node
@@ -37,6 +40,12 @@ ADDON = "eks-node-monitoring-agent"
 FATAL_XIDS = (48, 63, 64, 74, 79, 94, 95, 119, 120)
 # kube-state-metrics names extended resources with '/' and '.' replaced by '_'.
 GPU_CAPACITY = 'kube_node_status_capacity{resource="nvidia_com_gpu"} > 0'
+
+
+def addon_version(cluster: ClusterConfig) -> str:
+    """The pinned agent for the cluster's Kubernetes version, or the stack's own pin."""
+    return (cluster.addon_versions.get(ADDON)
+            or EKS_ADDON_VERSIONS[cluster.version][ADDON])
 
 
 def addon_configuration() -> str:
@@ -79,6 +88,19 @@ def alert_rules() -> dict[str, dict[str, Any]]:
     }
 
 
+def karpenter_service_monitor(namespace: str) -> dict[str, Any]:
+    """Scrapes the Karpenter controller's metrics Service (chart 1.14.1 templates/service.yaml:
+    port `http-metrics`, selector labels `app.kubernetes.io/name`/`instance`, _helpers.tpl)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+        "metadata": {"name": "karpenter", "namespace": namespace},
+        "spec": {"namespaceSelector": {"matchNames": [KARPENTER_NAMESPACE]},
+                 "selector": {"matchLabels": {"app.kubernetes.io/name": "karpenter",
+                                              "app.kubernetes.io/instance": "karpenter"}},
+                 "endpoints": [{"port": "http-metrics", "path": "/metrics"}]},
+    }
+
+
 def prometheus_rule(namespace: str) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
@@ -100,6 +122,8 @@ class NodeHealthArgs:
     """Where the alert rules go (None: no monitoring, no rules)."""
     monitoring: pulumi.Resource | None = None
     """The release that installs the PrometheusRule CRD."""
+    karpenter: pulumi.Resource | None = None
+    """Karpenter's release, whose metrics (node launches, pod start-up) are scraped."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     """What the agent's pods need (the system nodes)."""
 
@@ -124,4 +148,11 @@ class NodeHealth(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(
                     parent=self, depends_on=[args.monitoring] if args.monitoring else []))
             outputs["alerts"] = rule.metadata["name"]
+            if args.karpenter is not None:
+                body = karpenter_service_monitor(args.monitoring_namespace)
+                k8s.apiextensions.CustomResource(
+                    f"{name}-karpenter-metrics", api_version=body["apiVersion"],
+                    kind=body["kind"], metadata=body["metadata"], spec=body["spec"],
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                        *([args.monitoring] if args.monitoring else []), args.karpenter]))
         self.register_outputs(outputs)

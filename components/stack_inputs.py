@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from components import config as stack_config
 from components.config import ConfigError, SectionUnavailable, StackConfig
-from components.inference_service import ModelPlan
+from components.model_plan import ModelPlan
 from components.model_repository import ModelRepositoryError, load_model_repository
 from components.model_serving import plan_models
 from tools.models.repository import Repository
@@ -76,6 +78,12 @@ def check(raw: Mapping[str, Any], secret_keys: Sequence[str], project_root: Path
     if problems or repository is None:
         return None, problems
     return StackInputs(config, repository, plans), problems
+
+
+def secret_value(value: SecretStr | None) -> str | None:
+    """The plain value of a secret config key, None when unset: the part that takes it keeps it a
+    Pulumi secret."""
+    return value.get_secret_value() if value else None
 
 
 def load(project_root: Path) -> StackInputs:

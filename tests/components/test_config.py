@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components import config as stack_config
 from components.config import ConfigError
-from tests.harness import evaluate, set_path, stack_config as engine_config
+from tests.harness import evaluate, set_path
+from tests.harness import stack_config as engine_config
 
 DEV_ARN = "arn:aws:iam::111122223333:role/mlserve-platform-admin"
 
@@ -486,13 +488,21 @@ def test_the_longest_model_name_is_derived_from_the_generated_names():
     assert naming.name_problems(longest + "m")
     for name in naming.generated_names(longest):
         assert len(name.value) <= name.limit, name
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert f"the longest allowed ({naming.MAX_MODEL_NAME_LENGTH} characters)" in readme
+    configuration = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert f"the longest allowed ({naming.MAX_MODEL_NAME_LENGTH} characters)" in configuration
 
 
 def test_reserved_namespaces_include_every_platform_namespace():
-    from components import (autoscaling, cert_manager, gpu_stack, mesh, monitoring,
-                            object_store, seldon, serving_platform)
+    from components import (
+        autoscaling,
+        cert_manager,
+        gpu_stack,
+        mesh,
+        monitoring,
+        object_store,
+        seldon,
+        serving_platform,
+    )
 
     for module in (cert_manager, gpu_stack, mesh, monitoring, object_store, seldon,
                    serving_platform):
@@ -560,7 +570,7 @@ def test_config_is_frozen():
     config = stack_config.parse(json.loads(json.dumps({
         "environment": "dev", "region": "us-west-2", "cluster": {"adminPrincipalArns": [DEV_ARN]},
         "gpuNodeGroups": [{"name": "t4", "instanceTypes": ["g4dn.xlarge"]}]})))
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         config.network.az_count = 5  # type: ignore[misc]
 
 

@@ -201,3 +201,13 @@ def test_a_wrong_expectation_fails_promtool(promtool, tmp_path):
 
 def test_fatal_xids_are_a_subset_of_what_pages():
     assert 79 in FATAL_XIDS and 13 not in FATAL_XIDS
+
+
+def test_karpenter_metrics_are_scraped_where_it_runs(dev, prod):
+    (monitor,) = [r for r in dev.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
+                  if r.name == "node-health-karpenter-metrics"]
+    spec = monitor.inputs["spec"]
+    assert spec["namespaceSelector"] == {"matchNames": ["kube-system"]}
+    assert spec["endpoints"] == [{"port": "http-metrics", "path": "/metrics"}]
+    assert dev.waits_for(monitor, releases(dev)["karpenter"])
+    assert not [r for r in prod.resources if r.name == "node-health-karpenter-metrics"]

@@ -1,8 +1,9 @@
-"""python -m tools.models build|validate|hash|serve|bench|publish — see README, "Models"."""
+"""python -m tools.models build|validate|hash|serve|bench|publish — see docs/models.md."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import tempfile
@@ -83,10 +84,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  V2 gRPC:  127.0.0.1:{server.grpc_port}")
             print(f"  metrics:  {server.metrics_url}")
             print("Ctrl-C to stop.", flush=True)
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()
-            except KeyboardInterrupt:
-                pass
         print("stopped")
     return 0
 
