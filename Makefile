@@ -21,7 +21,7 @@ export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
 .PHONY: test venv policy-venv up preview destroy refresh outputs config-reference versions-table \
-	build-model validate serve bench smoke load policy-table clean
+	build-model validate serve bench wrk smoke load policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11+ is required")'
@@ -41,7 +41,8 @@ $(POLICY_VENV)/.installed: policy/requirements.txt
 
 policy-venv: $(POLICY_VENV)/.installed
 
-test: $(VENV)/.installed
+# The tests include a short benchmark, so they need wrk too.
+test: $(VENV)/.installed wrk
 	$(PY) -m pytest
 
 # up and preview enforce the policy pack (README, "Policy as code"), like the workflows do.
@@ -70,9 +71,25 @@ validate: $(VENV)/.installed
 serve: $(VENV)/.installed
 	$(PY) -m tools.models serve
 
-BENCH_SECONDS ?= 10
-bench: $(VENV)/.installed
-	$(PY) -m tools.models bench --seconds $(BENCH_SECONDS) --sweep 0,250,500,1000,2000,4000
+# wrk, the benchmark's native load generator: installed with apt-get (sudo when not root) on
+# Debian/Ubuntu; elsewhere install it yourself (e.g. brew install wrk).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null 2>&1 || { \
+	    echo "wrk is required (the benchmark's load generator): install it with your package manager" >&2; exit 1; }; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing wrk with apt-get" >&2; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || { \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }; \
+	  command -v wrk >/dev/null 2>&1 || { echo "wrk: installation failed" >&2; exit 1; }; }
+
+# Interleaved baseline/shipped pairs; README=1 writes the report into README.md ("Performance").
+BENCH_PAIRS ?= 5
+BENCH_SECONDS ?= 5
+bench: $(VENV)/.installed wrk
+	$(PY) -m tools.models bench --pairs $(BENCH_PAIRS) --seconds $(BENCH_SECONDS) \
+		$(if $(README),--update-readme README.md)
 
 # ---- after `make up` (see README, "Environments") ----
 smoke: $(VENV)/.installed

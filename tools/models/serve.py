@@ -32,7 +32,34 @@ from tools.models.repository import CONFIG_FILE, CUSTOM_CONFIGS, Repository
 from tools.models.triton import METRICS_ARGS, READY_PATH
 
 TWIN_MODEL = Path(__file__).parent / "twin_model.py"
+NOOP_MODEL = Path(__file__).parent / "noop_model.py"
 LOOPBACK = "127.0.0.1"
+THREADS_PARAMETER = "torch_threads"  # read by twin_model.py
+
+
+@dataclass(frozen=True)
+class TwinSettings:
+    """How the local python-backend twin runs. Local-only: none of this reaches the cluster, where
+    the libtorch backend runs the TorchScript in Triton's own process (no stub, no IPC) with the
+    instance_group of config.pbtxt."""
+
+    instances: int = 1
+    """Stub processes per model. One is Triton's default for the pytorch backend on CPU
+    (core src/model_config_utils.cc, SetDefaultInstanceCount, r24.10), so the tutorial's config
+    gets it too."""
+    torch_threads: int = 1
+    """Intra-op threads of each instance's forward pass."""
+    model_py: Path = TWIN_MODEL
+    """What each instance runs (the benchmark swaps in NOOP_MODEL)."""
+
+    @property
+    def compute_threads(self) -> int:
+        """Threads the model's forward passes can use at once: what the compute limit gets."""
+        return self.instances * self.torch_threads
+
+    def __post_init__(self) -> None:
+        if self.instances < 1 or self.torch_threads < 1:
+            raise ValueError(f"twin instances and torch_threads must be >= 1, got {self}")
 
 
 def free_ports(count: int) -> list[int]:
@@ -88,23 +115,25 @@ def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]
     return env
 
 
-def twin_config(config: mc.ModelConfig, *, instances: int) -> mc.ModelConfig:
+def twin_config(config: mc.ModelConfig, settings: TwinSettings = TwinSettings()
+                ) -> mc.ModelConfig:
     twin = mc.ModelConfig()
     twin.CopyFrom(config)
     twin.platform = ""
     twin.backend = "python"
     twin.default_model_filename = ""
     del twin.instance_group[:]
-    twin.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=instances)
+    twin.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=settings.instances)
+    twin.parameters[THREADS_PARAMETER].string_value = str(settings.torch_threads)
     return twin
 
 
-def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path, *,
-               instances: int = 1) -> None:
+def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path,
+               settings: TwinSettings = TwinSettings()) -> None:
     """Twin of one model: config for the python backend, model.py, and the TorchScript beside it."""
     target = out / name
     target.mkdir(parents=True, exist_ok=True)
-    twin = twin_config(config, instances=instances)
+    twin = twin_config(config, settings)
     twin.name = name
     (target / CONFIG_FILE).write_text(text_format.MessageToString(twin))
     for entry in model_dir.iterdir():
@@ -114,7 +143,7 @@ def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path, *,
         # Alternative configs (tritonserver --model-config-name) get their twins too.
         alternative = mc.ModelConfig()
         text_format.Parse(custom.read_text(), alternative)
-        twin_alternative = twin_config(alternative, instances=instances)
+        twin_alternative = twin_config(alternative, settings)
         twin_alternative.name = name
         (target / CUSTOM_CONFIGS).mkdir(exist_ok=True)
         (target / CUSTOM_CONFIGS / custom.name).write_text(
@@ -123,12 +152,13 @@ def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path, *,
     for version in (v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit()):
         (target / version.name).mkdir(exist_ok=True)
         shutil.copy2(version / model_file, target / version.name / "model.pt")
-        shutil.copy2(TWIN_MODEL, target / version.name / "model.py")
+        shutil.copy2(settings.model_py, target / version.name / "model.py")
 
 
-def write_twins(repository: Repository, out: Path, *, instances: int = 1) -> Path:
+def write_twins(repository: Repository, out: Path, settings: TwinSettings = TwinSettings()
+                ) -> Path:
     for model in repository.models.values():
-        write_twin(model.name, model.config, model.path, out, instances=instances)
+        write_twin(model.name, model.config, model.path, out, settings)
     return out
 
 
@@ -153,6 +183,11 @@ class TritonServer:
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.http_port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, also its process group's (the python stubs are in it)."""
+        return None if self._process is None else self._process.pid
 
     @property
     def metrics_url(self) -> str:

@@ -198,28 +198,12 @@ def test_cli_validate(tmp_path):
 def test_make_serve_cli_prints_the_endpoint_and_stops_on_ctrl_c():
     import os
     import signal
-    import subprocess
-    import sys
-    import time
 
-    from tools.models.serve import free_port
+    from tests.tools.models.serve_cli import serve_cli
 
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tools.models", "serve", f"--http-port={http}",
-         f"--grpc-port={grpc}", f"--metrics-port={metrics}"],
-        cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
-    try:
-        lines = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C to stop" in line or process.poll() is not None:
-                break
-        output = "".join(lines)
-        assert f"V2 HTTP:  http://127.0.0.1:{http}" in output, output
+    with serve_cli() as cli:
+        http, process = cli.http_port, cli.process
+        assert f"V2 HTTP:  http://127.0.0.1:{http}" in cli.banner, cli.banner
         ready = urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=10)
         assert ready.status == 200
         os.killpg(process.pid, signal.SIGINT)
@@ -229,10 +213,6 @@ def test_make_serve_cli_prints_the_endpoint_and_stops_on_ctrl_c():
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", http))
             sock.listen()
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 def test_model_config_name_selects_the_cpu_config(tmp_path):
