@@ -49,28 +49,35 @@ def cmd_hash(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tools.models.serve import TritonServer, TwinSettings, write_twins
+    from tools.models.serve import SHIPPED_TWIN, ServerSetupError, TritonServer, write_twins
 
     repo = _validate(args.repository, torch_checks=True)
     with tempfile.TemporaryDirectory(prefix="mlserve-twins-") as work:
-        settings = TwinSettings() if args.instances is None else TwinSettings(args.instances)
+        settings = SHIPPED_TWIN if args.instances is None else dataclasses.replace(
+            SHIPPED_TWIN, instances=args.instances)
         twins = write_twins(repo, Path(work) / "repo", settings)
         ports = {k: v for k, v in (("http_port", args.http_port), ("grpc_port", args.grpc_port),
                                    ("metrics_port", args.metrics_port)) if v}
-        server = TritonServer(str(twins), **ports)
+        try:
+            env = settings.server_env()
+        except ServerSetupError as exc:
+            print(f"serve: {exc}", file=sys.stderr)
+            return 1
+        server = TritonServer(str(twins), env=env, extra_args=settings.server_args(), **ports)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        with server:
+        with server:  # Ctrl-C while it starts: KeyboardInterrupt, and start() stops it
+            # From here on Ctrl-C only sets the event too: a KeyboardInterrupt raised between
+            # two statements below (Ctrl-C right after the banner) would skip "stopped" and
+            # exit non-zero.
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
             print(f"Triton is serving {', '.join(repo.models)} (python-backend twins, CPU)")
             print(f"  V2 HTTP:  {server.url}   e.g. curl {server.url}/v2/models/"
                   f"{next(iter(repo.models))}")
             print(f"  V2 gRPC:  127.0.0.1:{server.grpc_port}")
             print(f"  metrics:  {server.metrics_url}")
             print("Ctrl-C to stop.", flush=True)
-            try:
-                stop.wait()
-            except KeyboardInterrupt:
-                pass
+            stop.wait()
         print("stopped")
     return 0
 
@@ -91,6 +98,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from tools.models import bench
     from tools.models.loadgen import LoadGeneratorError
+    from tools.models.serve import ServerSetupError
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -109,7 +117,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             concurrencies=[int(c) for c in args.concurrency.split(",")],
             formats=args.formats.split(","), seconds=args.seconds, warmup=args.warmup,
             twin=twin, noop=not args.no_noop, progress=progress)
-    except (bench.BenchError, LoadGeneratorError) as exc:
+    except (bench.BenchError, LoadGeneratorError, ServerSetupError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     failed = bench.failures(session)
@@ -122,8 +130,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.markdown:
         args.markdown.write_text(section + "\n")
     if args.update_readme:
-        bench.update_readme(args.update_readme, section)
-        print(f"{args.update_readme}: Performance results replaced", file=sys.stderr)
+        report_file = (Path(bench.REPORT_FILE) if args.update_readme is True
+                       else args.update_readme)
+        bench.update_readme(report_file, section)
+        print(f"{report_file}: Performance results replaced", file=sys.stderr)
     return 0
 
 
@@ -181,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                               help="local twin: torch threads per instance (default: shipped twin)")
     bench_parser.add_argument("--no-noop", action="store_true", help="skip the no-op model run")
     bench_parser.add_argument("--markdown", type=Path, help="also write the report here")
-    bench_parser.add_argument("--update-readme", type=Path, metavar="README",
-                              help="replace the results block of this README with the report")
+    bench_parser.add_argument("--update-readme", type=Path, metavar="FILE", nargs="?", const=True,
+                              help="replace the results block of FILE (default: the bench's "
+                                   "REPORT_FILE) with the report")
     bench_parser.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)

@@ -8,10 +8,10 @@ the number says something about the server and reproduces on a busy 2-core machi
   freshly started server with its own warm-up. Results are medians with the min-max over runs;
   ratios are medians of the per-pair ratios (the two halves of a pair ran back to back, under
   the same neighbours), never a best run.
-- The compute limit: the same TorchScript called in-process at the shipped max_batch_size with the
-  threads the served twin uses (instances x torch threads), as images/s, measured before each
-  pair. limit_ratio = shipped throughput at 32 clients / that limit: how much of the machine the
-  serving path leaves on the table.
+- The compute limit: the same TorchScript called in one process at the shipped max_batch_size
+  with the threads the served twin uses (a caller per instance, its torch threads) and the same
+  allocator, as images/s, measured before each pair. limit_ratio = shipped throughput at 32
+  clients / that limit: how much of the machine the serving path leaves on the table.
 - A no-op model behind the same config: what the serving path and the client carry without the
   model, so a reader can see the client is not the limit.
 
@@ -26,6 +26,8 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -39,18 +41,23 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tools.models import loadgen, repository
 from tools.models.loadgen import Body, LoadResult
-from tools.models.serve import NOOP_MODEL, TritonServer, TwinSettings, write_twin
+from tools.models.serve import (NOOP_MODEL, SHIPPED_TWIN, TritonServer, TwinSettings,
+                                write_twin)
 
 MODEL = "cifar10"
 CONCURRENCIES = (1, 8, 32, 64)
 REFERENCE_CONCURRENCY = 32
 FORMATS = ("binary", "json")
 BASELINE, SHIPPED, NOOP = "baseline", "shipped", "no-op model"
-SHIPPED_TWIN = TwinSettings()
-"""The local twin the shipped config is measured with (and `make serve` runs): one instance, one
-torch thread. Measured alternatives are in the README ("Performance")."""
+BASELINE_TWIN = TwinSettings()
+"""The tutorial's config is served as its deployment served it: Triton's defaults (one instance
+for a pytorch model on CPU, glibc malloc, 8 HTTP threads). The shipped one runs SHIPPED_TWIN."""
+REPORT_FILE = "README.md"
+"""Where `make bench README=1` writes the report, between README_START and README_END."""
 TARGETS = {"throughput_ratio": (">=", 3.0), "p95_ratio": ("<=", 1.0), "limit_ratio": (">=", 0.5)}
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+QUIET_CORES = 0.1
+"""Other processes' median CPU below this: the report calls the machine otherwise quiet."""
 
 
 class BenchError(RuntimeError):
@@ -75,6 +82,7 @@ class Limit:
     run: int
     images_per_second: float
     batch: int
+    callers: int
     threads: int
 
 
@@ -134,9 +142,27 @@ def check_answer(url: str, body: Body, expected: np.ndarray | None) -> None:
                          f"computes {expected.ravel()}")
 
 
-def compute_limit(model_file: Path, batch: int, threads: int, seconds: float) -> float:
-    """Images/s of the TorchScript called in this process on `batch` images with `threads`
-    intra-op threads: the ceiling for any serving path on the same cores and threads."""
+def compute_limit(model_file: Path, batch: int, seconds: float, *, callers: int = 1,
+                  threads: int = 1, env: dict[str, str] | None = None) -> float:
+    """compute_limit_here in a fresh process with `env` added to its environment: the served
+    twin's allocator (LD_PRELOAD) only takes effect in a process started with it."""
+    command = [sys.executable, "-m", "tools.models.bench", str(model_file), str(batch),
+               str(seconds), str(callers), str(threads)]
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})},
+                          timeout=seconds + 120)
+    if done.returncode != 0:
+        raise BenchError(f"compute limit: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
+
+
+def compute_limit_here(model_file: Path, batch: int, seconds: float, *, callers: int = 1,
+                       threads: int = 1) -> float:
+    """Images/s of the TorchScript called in this process on `batch` images: `callers` threads
+    calling it at once (a TorchScript call releases the GIL), each forward with `threads`
+    intra-op threads. The ceiling for any serving path that runs the model like that."""
+    import threading
+
     import torch
 
     previous = torch.get_num_threads()
@@ -148,11 +174,27 @@ def compute_limit(model_file: Path, batch: int, threads: int, seconds: float) ->
         with torch.inference_mode():
             for _ in range(10):
                 model(images)
-            calls, started = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - started) < seconds:
-                model(images)
-                calls += 1
-        return calls * batch / elapsed
+        calls = [0] * callers
+        start = threading.Barrier(callers + 1)
+        stop = threading.Event()
+
+        def call(index: int) -> None:
+            with torch.inference_mode():
+                start.wait()
+                while not stop.is_set():
+                    model(images)
+                    calls[index] += 1
+
+        workers = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(callers)]
+        for worker in workers:
+            worker.start()
+        start.wait()
+        began = time.perf_counter()
+        time.sleep(seconds)
+        stop.set()
+        for worker in workers:
+            worker.join()
+        return sum(calls) * batch / (time.perf_counter() - began)
     finally:
         torch.set_num_threads(previous)
 
@@ -173,7 +215,8 @@ def measure_config(name: str, run: int, config: mc.ModelConfig, model_dir: Path,
     points = []
     with tempfile.TemporaryDirectory(prefix="mlserve-bench-") as work:
         write_twin(MODEL, config, model_dir, Path(work) / "repo", twin)
-        with TritonServer(str(Path(work) / "repo")) as server:
+        with TritonServer(str(Path(work) / "repo"), env=twin.server_env(),
+                          extra_args=twin.server_args()) as server:
             url = f"{server.url}/v2/models/{MODEL}/infer"
             pgid = server.pid
             for fmt, (path, body) in body_files.items():
@@ -208,6 +251,7 @@ def machine_description() -> dict[str, str]:
         model = platform.processor() or model
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {"cores": str(loadgen.cpu_count()), "cpu": model,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "system": f"{platform.system()} {platform.release()}",
             "load_before": " ".join(f"{v:.2f}" for v in load)}
 
@@ -228,6 +272,7 @@ def run(repo_root: Path, baseline_config: Path, shipped_config: Path | None = No
     model_file = model.path / "1" / model.model_file
     configs = {BASELINE: parse_config(baseline_config),
                SHIPPED: parse_config(shipped_config) if shipped_config else model.config}
+    twins = {BASELINE: BASELINE_TWIN, SHIPPED: twin}
     batch = configs[SHIPPED].max_batch_size
     session = Session(pairs=pairs, seconds=seconds, warmup=warmup,
                       concurrencies=tuple(concurrencies), formats=tuple(formats), twin=twin,
@@ -240,12 +285,14 @@ def run(repo_root: Path, baseline_config: Path, shipped_config: Path | None = No
             path = Path(work) / f"{fmt}.body"
             path.write_bytes(body.content)
             body_files[fmt] = (path, body)
+        callers = twin.instances  # each instance runs its own forward passes
         for run_index in range(1, pairs + 1):
-            limit = compute_limit(model_file, batch, twin.compute_threads, limit_seconds)
-            session.limits.append(Limit(run_index, limit, batch, twin.compute_threads))
+            limit = compute_limit(model_file, batch, limit_seconds, callers=callers,
+                                  threads=twin.torch_threads, env=twin.server_env())
+            session.limits.append(Limit(run_index, limit, batch, callers, twin.torch_threads))
             progress(f"run {run_index}/{pairs}: compute limit {limit:.0f} images/s")
             for name in (BASELINE, SHIPPED):
-                points = measure_config(name, run_index, configs[name], model.path, twin,
+                points = measure_config(name, run_index, configs[name], model.path, twins[name],
                                         body_files, concurrencies, seconds, warmup, expected)
                 session.points += points
                 progress(f"run {run_index}/{pairs}: {name}: " + ", ".join(
@@ -402,27 +449,39 @@ def report(session: Session) -> str:
     """The Markdown the README's "Performance" section shows, regenerated by every run."""
     machine = session.machine
     others = [p.load.other_cores for p in session.points if p.load.other_cores is not None]
-    load_line = (f"others' CPU during the measured points: median {statistics.median(others):.2f}"
-                 f", max {max(others):.2f} cores" if others else "others' CPU: not measured")
+    if others:
+        busy = statistics.median(others) >= QUIET_CORES
+        load_line = (f"CPU used by other processes during the measured points: median "
+                     f"{statistics.median(others):.2f}, max {max(others):.2f} cores ("
+                     + ("other work was running" if busy else "otherwise quiet") + ")")
+    else:
+        load_line = "CPU used by other processes: not measured (no /proc)"
     twin = session.twin
     parts = [
         f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['system']}; load "
         f"average {machine['load_before']} before, {machine.get('load_after', '?')} after; "
         f"{load_line}.",
         "",
+        f"Command: `python -m tools.models bench --pairs {session.pairs} --seconds "
+        f"{session.seconds} --warmup {session.warmup}` (what `make bench` runs), "
+        f"{machine.get('date', '')}.",
+        "",
         f"{session.pairs} interleaved pairs (baseline, shipped, ...), each run on a fresh server "
         f"with {session.warmup} s of warm-up per body, {session.seconds} s per point; wrk "
-        f"({loadgen.CLIENT_THREADS} thread, closed loop); local twin: {twin.instances} "
-        f"instance(s) x {twin.torch_threads} torch thread(s). Cells: median (min–max) over the "
-        f"runs; CPU columns in cores (median).",
+        f"({loadgen.CLIENT_THREADS} thread, closed loop); shipped local twin: {twin.describe()}; "
+        f"baseline (Triton's defaults): {BASELINE_TWIN.describe()}. Cells: median (min–max) "
+        f"over the runs; CPU columns in cores (median).",
     ]
     for fmt in session.formats:
         title = {"binary": "Binary tensors (Triton's binary-tensor extension, binary output)",
                  "json": "The tutorial client's JSON body (nested list, JSON output)"}[fmt]
         parts += ["", f"{title}:", "", table(session, fmt)]
-    parts += ["", "Ratios shipped/baseline, per pair (median (min–max)):", "", ratio_table(session),
-              "", f"Compute limit: the TorchScript in-process on {session.shipped_max_batch} images "
-              f"per call with {twin.compute_threads} thread(s), measured before each pair:", "",
+    parts += ["", "Ratios shipped/baseline, per pair (median (min–max)):", "",
+              ratio_table(session), "",
+              f"Compute limit: the TorchScript in-process on {session.shipped_max_batch} images "
+              f"per call, {twin.instances} caller(s) x {twin.torch_threads} thread(s), "
+              f"{twin.allocator or 'glibc'} malloc (as the shipped twin runs it), measured "
+              f"before each pair:", "",
               limit_table(session)]
     if any(p.config == NOOP for p in session.points):
         parts += ["", "The same serving path with a no-op model (zeros, no torch): what client "
@@ -437,3 +496,10 @@ def update_readme(readme: Path, section: str) -> None:
     if start < 0 or end < start:
         raise BenchError(f"{readme}: no {README_START} ... {README_END} block to replace")
     readme.write_text(text[:start + len(README_START)] + "\n" + section + "\n" + text[end:])
+
+
+if __name__ == "__main__":
+    # compute_limit's child: MODEL_FILE BATCH SECONDS CALLERS THREADS -> images/s
+    _model, _batch, _seconds, _callers, _threads = sys.argv[1:6]
+    print(compute_limit_here(Path(_model), int(_batch), float(_seconds), callers=int(_callers),
+                             threads=int(_threads)))

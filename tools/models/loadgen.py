@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.models.serve import processes
+
 WRK_SCRIPT = Path(__file__).parent / "wrk_infer.lua"
 WRK_TIMEOUT_S = 10
 """Per request: a request unanswered this long counts as an error, never as a latency."""
@@ -109,18 +111,7 @@ def process_group_seconds(pgid: int) -> float | None:
     """User+system CPU seconds of every live process in a process group."""
     if not Path("/proc/self/stat").exists():
         return None
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / _CLOCK_TICKS
+    return sum(p.cpu_seconds for p in processes() if p.pgid == pgid)
 
 
 def cpu_count() -> int:

@@ -9,6 +9,7 @@ library path, PATH) is set up here, not in the user's shell.
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 from pathlib import Path
@@ -35,13 +36,34 @@ TWIN_MODEL = Path(__file__).parent / "twin_model.py"
 NOOP_MODEL = Path(__file__).parent / "noop_model.py"
 LOOPBACK = "127.0.0.1"
 THREADS_PARAMETER = "torch_threads"  # read by twin_model.py
+JEMALLOC = "jemalloc"
+"""Debian's libjemalloc2. Triton's docs suggest tcmalloc or jemalloc through LD_PRELOAD for the
+server (docs/user_guide/model_management.md, "Model control mode EXPLICIT"; both are installed in
+the Triton container): glibc's malloc returns the forward pass's large, short-lived buffers to
+the kernel and faults them back in on the next batch."""
+
+
+class ServerSetupError(RuntimeError):
+    pass
+
+
+def preload_library(allocator: str) -> str:
+    """The soname to put in LD_PRELOAD (the dynamic loader finds it in the system's paths)."""
+    found = ctypes.util.find_library(allocator)
+    if found is None:
+        raise ServerSetupError(
+            f"lib{allocator} is not installed: `make serve`, `make bench` and `make test` install "
+            f"it with apt-get (Debian/Ubuntu package lib{allocator}2); elsewhere install it with "
+            f"your package manager")
+    return found
 
 
 @dataclass(frozen=True)
 class TwinSettings:
-    """How the local python-backend twin runs. Local-only: none of this reaches the cluster, where
-    the libtorch backend runs the TorchScript in Triton's own process (no stub, no IPC) with the
-    instance_group of config.pbtxt."""
+    """How the local python-backend twin and its server run. Local-only: none of this reaches the
+    cluster, where the libtorch backend runs the TorchScript in Triton's own process (no stub, no
+    IPC) with the instance_group of config.pbtxt. The defaults are Triton's own (what the
+    tutorial's deployment got); SHIPPED_TWIN is what `make serve` and `make bench` run."""
 
     instances: int = 1
     """Stub processes per model. One is Triton's default for the pytorch backend on CPU
@@ -51,15 +73,36 @@ class TwinSettings:
     """Intra-op threads of each instance's forward pass."""
     model_py: Path = TWIN_MODEL
     """What each instance runs (the benchmark swaps in NOOP_MODEL)."""
+    allocator: str | None = None
+    """malloc replacement preloaded into the server and its stubs (None: glibc's)."""
+    http_threads: int | None = None
+    """tritonserver --http-thread-count (None: Triton's default, 8)."""
 
-    @property
-    def compute_threads(self) -> int:
-        """Threads the model's forward passes can use at once: what the compute limit gets."""
-        return self.instances * self.torch_threads
+    def describe(self) -> str:
+        return (f"{self.instances} instance(s) x {self.torch_threads} torch thread(s), "
+                f"{self.allocator or 'glibc'} malloc, "
+                f"{self.http_threads or 'default (8)'} HTTP threads"
+                + ("" if self.model_py == TWIN_MODEL else f", {self.model_py.name}"))
+
+    def server_env(self) -> dict[str, str]:
+        """Environment for tritonserver (its python stubs inherit it)."""
+        if self.allocator is None:
+            return {}
+        preload = [preload_library(self.allocator), os.environ.get("LD_PRELOAD", "")]
+        return {"LD_PRELOAD": ":".join(p for p in preload if p)}
+
+    def server_args(self) -> tuple[str, ...]:
+        return () if self.http_threads is None else (f"--http-thread-count={self.http_threads}",)
 
     def __post_init__(self) -> None:
-        if self.instances < 1 or self.torch_threads < 1:
-            raise ValueError(f"twin instances and torch_threads must be >= 1, got {self}")
+        if self.instances < 1 or self.torch_threads < 1 or (self.http_threads or 1) < 1:
+            raise ValueError(f"twin instances, torch_threads and http_threads must be >= 1, "
+                             f"got {self}")
+
+
+SHIPPED_TWIN = TwinSettings(allocator=JEMALLOC, http_threads=2)
+"""What `make serve` runs and `make bench` measures as "shipped": one instance with one torch
+thread, jemalloc, two HTTP threads (measured alternatives: README, "Performance")."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -79,6 +122,60 @@ def free_ports(count: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    command: str
+    cpu_seconds: float
+    """User + system time so far."""
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def processes() -> Iterator[ProcessInfo]:
+    """Every process on the machine, from /proc (Linux; nothing elsewhere)."""
+    if not Path("/proc/self/stat").exists():
+        return
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        command = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()  # proc(5): fields from 3 (state) on
+        yield ProcessInfo(int(entry.name), int(fields[1]), int(fields[2]), fields[0], command,
+                          (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group."""
+    return [p.pid for p in processes() if p.pgid == pgid and p.state != "Z"]
+
+
+def end_process_group(pgid: int, grace: float = 5.0) -> None:
+    """Wait up to `grace` seconds for a process group to empty, then SIGKILL what is left and
+    wait for it to go. Raises if anything survives SIGKILL."""
+    deadline = time.monotonic() + grace
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if group_members(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while (left := group_members(pgid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if left:
+            raise RuntimeError(f"process group {pgid} survived SIGKILL: {left}")
 
 
 def _pytriton_server_dir() -> Path:
@@ -264,6 +361,9 @@ class TritonServer:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
         if process is not None:
+            # The python stubs share the server's process group and notice its exit a moment
+            # later; until then they are still running the model. Stopped means all of it gone.
+            end_process_group(process.pid)
             TritonServer.running.discard(process.pid)
         if getattr(self, "_log", None) is not None:
             self._log.close()

@@ -9,6 +9,7 @@ for it. So the common case (every request has the same shapes, the usual closed-
 concatenate, one forward and one slice per request, with no per-request Python beyond that.
 """
 
+import gc
 import json
 import os
 
@@ -23,6 +24,8 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.inputs = [t["name"] for t in config["input"]]
+        # Triton checks each request carries every non-optional input and nothing else.
+        self.single_input = len(config["input"]) == 1 and not config["input"][0].get("optional")
         self.outputs = [t["name"] for t in config["output"]]
         self.batched = config.get("max_batch_size", 0) > 0
         threads = config.get("parameters", {}).get(THREADS_PARAMETER, {}).get("string_value", "1")
@@ -30,6 +33,11 @@ class TritonPythonModel:
         torch.set_num_threads(int(threads))
         path = os.path.join(args["model_repository"], args["model_version"], "model.pt")
         self.model = torch.jit.load(path, map_location="cpu").eval()
+        # torch, numpy and the model are here for good: moved out of the collector's sight, the
+        # full collections that per-request objects trigger no longer walk them (CPython gc docs,
+        # gc.freeze).
+        gc.collect()
+        gc.freeze()
 
     def _forward(self, arrays):
         with torch.inference_mode():
@@ -38,8 +46,11 @@ class TritonPythonModel:
         return [r.numpy() for r in results]
 
     def execute(self, requests):
-        arrays = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs]
-                  for r in requests]
+        if self.single_input:  # no lookup by name
+            arrays = [[r.inputs()[0].as_numpy()] for r in requests]
+        else:
+            arrays = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy()
+                       for name in self.inputs] for r in requests]
         if len(requests) == 1:
             return [self._respond(self._forward(arrays[0]))]
         if not self.batched:

@@ -16,7 +16,7 @@ from tests.harness import ROOT_DIR
 from tools.models import bench, loadgen
 from tools.models.bench import BASELINE, NOOP, SHIPPED, Limit, Point, Session
 from tools.models.loadgen import LoadResult
-from tools.models.serve import TwinSettings
+from tools.models.serve import SHIPPED_TWIN, ServerSetupError, TwinSettings
 
 BASELINE_CONFIG = ROOT_DIR / "bench/baseline/cifar10/config.pbtxt"
 SUMMARY = re.compile(r"bench: throughput_ratio=\d+\.\d\d p95_ratio=\d+\.\d\d "
@@ -24,9 +24,10 @@ SUMMARY = re.compile(r"bench: throughput_ratio=\d+\.\d\d p95_ratio=\d+\.\d\d "
 
 
 @pytest.fixture(scope="module", autouse=True)
-def wrk_installed():
+def wrk_and_jemalloc_installed():
     if loadgen.shutil.which("wrk") is None:
         pytest.fail("wrk is not installed: `make test` installs it (make wrk)")
+    SHIPPED_TWIN.server_env()  # raises if jemalloc is missing: `make test` installs it
 
 
 # ---- the real thing, short ----
@@ -47,7 +48,7 @@ def test_short_bench_against_real_servers():
         assert load.server_cores is not None and load.server_cores > 0
         assert load.other_cores is not None and load.other_cores >= 0
     (limit,) = session.limits
-    assert limit.images_per_second > 0 and (limit.batch, limit.threads) == (64, 1)
+    assert limit.images_per_second > 0 and (limit.batch, limit.callers, limit.threads) == (64, 1, 1)
     lines = bench.report(session).splitlines()
     assert SUMMARY.fullmatch(lines[-2]) and lines[-2] == bench.summary(session)
     assert lines[-3].startswith("targets: throughput_ratio >= 3: ")
@@ -61,18 +62,23 @@ def test_runs_are_interleaved_pairs_each_on_a_fresh_server(monkeypatch):
 
     def measure(name, run, config, model_dir, twin, body_files, concurrencies, seconds, warmup,
                 expected):
-        calls.append((run, name, twin.model_py.name, expected is not None))
+        calls.append((run, name, twin.model_py.name, twin.instances, twin.allocator,
+                      expected is not None))
         return [Point(name, run, fmt, c, load(1000.0, 10.0)) for fmt in body_files
                 for c in concurrencies]
 
     monkeypatch.setattr(bench, "measure_config", measure)
-    monkeypatch.setattr(bench, "compute_limit", lambda *args: calls.append("limit") or 5000.0)
-    session = bench.run(ROOT_DIR / "model_repo", BASELINE_CONFIG, pairs=3, seconds=1)
-    assert calls == [
-        "limit", (1, BASELINE, "twin_model.py", True), (1, SHIPPED, "twin_model.py", True),
-        "limit", (2, BASELINE, "twin_model.py", True), (2, SHIPPED, "twin_model.py", True),
-        "limit", (3, BASELINE, "twin_model.py", True), (3, SHIPPED, "twin_model.py", True),
-        (1, NOOP, "noop_model.py", False)]
+    monkeypatch.setattr(bench, "compute_limit",
+                        lambda *args, callers, threads, env: calls.append(
+                            ("limit", callers, env.get("LD_PRELOAD", "").split(".")[0])) or 5e3)
+    session = bench.run(ROOT_DIR / "model_repo", BASELINE_CONFIG, pairs=3, seconds=1,
+                        twin=TwinSettings(instances=2, allocator="jemalloc"))
+    # The tutorial's config runs as Triton runs it (one instance, glibc); the shipped one as set,
+    # and the compute limit with the shipped twin's callers and allocator.
+    pair = [[("limit", 2, "libjemalloc"), (run, BASELINE, "twin_model.py", 1, None, True),
+             (run, SHIPPED, "twin_model.py", 2, "jemalloc", True)] for run in (1, 2, 3)]
+    assert calls == [*pair[0], *pair[1], *pair[2],
+                     (1, NOOP, "noop_model.py", 2, "jemalloc", False)]
     assert len(session.points) == 3 * 2 * 4 * 2 + 2
 
 
@@ -82,13 +88,18 @@ def test_baseline_is_the_tutorials_config():
     assert "dims: [-1, 3, -1, -1]" in text and "instance_group" not in text
 
 
-def test_compute_limit_runs_the_torchscript_with_the_given_threads():
+def test_compute_limit_runs_the_torchscript_with_the_given_threads(monkeypatch):
     import torch
 
     before = torch.get_num_threads()
-    rate = bench.compute_limit(ROOT_DIR / "model_repo/cifar10/1/model.pt", batch=8, threads=1,
-                               seconds=0.2)
-    assert rate > 0 and torch.get_num_threads() == before
+    model = ROOT_DIR / "model_repo/cifar10/1/model.pt"
+    assert bench.compute_limit_here(model, 8, 0.2, callers=2, threads=1) > 0
+    assert torch.get_num_threads() == before
+    # In a child with the served twin's allocator preloaded, as the served twin runs.
+    assert bench.compute_limit(model, 8, 0.2, env=SHIPPED_TWIN.server_env()) > 0
+    monkeypatch.setattr(bench.sys, "executable", "false")
+    with pytest.raises(bench.BenchError, match="compute limit: .* failed"):
+        bench.compute_limit(model, 8, 0.2)
 
 
 def test_bad_arguments_are_refused_before_anything_starts():
@@ -234,7 +245,7 @@ def made_up_session(baseline: list[tuple[float, float]], shipped: list[tuple[flo
     for run, ((bt, bp), (st, sp), limit) in enumerate(zip(baseline, shipped, limits), start=1):
         session.points += [Point(BASELINE, run, "binary", 32, load(bt, bp)),
                            Point(SHIPPED, run, "binary", 32, load(st, sp))]
-        session.limits.append(Limit(run, limit, 64, 1))
+        session.limits.append(Limit(run, limit, 64, 1, 1))
     return session
 
 
@@ -290,9 +301,29 @@ def test_twin_settings_reach_the_twin_config_only():
 
     shipped = bench.parse_config(ROOT_DIR / "model_repo/cifar10/config.pbtxt")
     twin = twin_config(shipped, TwinSettings(instances=2, torch_threads=3))
-    assert [(g.kind, g.count) for g in twin.instance_group] == [(twin.instance_group[0].KIND_CPU, 2)]
+    (group,) = twin.instance_group
+    assert (group.kind, group.count) == (group.KIND_CPU, 2)
     assert twin.parameters[THREADS_PARAMETER].string_value == "3"
     assert not shipped.parameters and shipped.instance_group[0].count == 1
     with pytest.raises(ValueError, match="must be >= 1"):
         TwinSettings(instances=0)
-    assert TwinSettings(instances=2, torch_threads=3).compute_threads == 6
+
+
+def test_server_settings_of_the_shipped_twin_and_triton_defaults(monkeypatch):
+    assert TwinSettings().server_env() == {} and TwinSettings().server_args() == ()
+    assert bench.BASELINE_TWIN == TwinSettings()
+    env = SHIPPED_TWIN.server_env()
+    assert env["LD_PRELOAD"].startswith("libjemalloc.so")
+    assert SHIPPED_TWIN.server_args() == ("--http-thread-count=2",)
+    monkeypatch.setenv("LD_PRELOAD", "libother.so")
+    assert SHIPPED_TWIN.server_env()["LD_PRELOAD"].endswith(":libother.so")
+    monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
+    with pytest.raises(ServerSetupError, match="libjemalloc2"):
+        SHIPPED_TWIN.server_env()
+
+
+def test_the_readme_holds_a_results_block():
+    text = (ROOT_DIR / "README.md").read_text()
+    block = text[text.index(bench.README_START):text.index(bench.README_END)]
+    assert SUMMARY.search(block), "the README's results come from a `make bench` run"
+    assert "Machine: " in block and "median (min–max)" in block
