@@ -20,7 +20,7 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test venv policy-venv up preview destroy refresh outputs config-reference versions-table \
+.PHONY: test venv policy-venv amtool up preview destroy refresh outputs config-reference versions-table \
 	build-model validate serve bench wrk jemalloc smoke load policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
@@ -28,6 +28,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-
 	@command -v npm >/dev/null || { echo "npm is required for the schema tests (Node.js 18+)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	@# The wheels of requirements.txt alone: tests/test_requirements.py builds the environment a
+	@# plain `pulumi up` gets from them, offline.
+	rm -rf $(VENV)/wheelhouse
+	$(PY) -m pip download --quiet --disable-pip-version-check -r requirements.txt -d $(VENV)/wheelhouse
 	npm ci --prefix tests/schemas --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
@@ -41,8 +45,22 @@ $(POLICY_VENV)/.installed: policy/requirements.txt
 
 policy-venv: $(POLICY_VENV)/.installed
 
+# amtool, Alertmanager's CLI, for the alert-routing test: Debian's prometheus-alertmanager package,
+# unpacked under build/ (nothing is installed system-wide). Without apt the test says it skipped.
+AMTOOL_DEB := prometheus-alertmanager=0.25.0-1+b4
+AMTOOL := build/amtool/usr/bin/amtool
+$(AMTOOL):
+	@mkdir -p build/amtool/deb
+	@cd build/amtool/deb && rm -f *.deb && { apt-get download -qq $(AMTOOL_DEB) 2>/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -qq $(AMTOOL_DEB); }; } \
+	  >/dev/null 2>&1 && dpkg-deb --fsys-tarfile *.deb | tar -x -C .. ./usr/bin/amtool && \
+	  rm -f *.deb || echo "amtool not available here (no apt): its cross-check will skip" >&2
+
+amtool:
+	@$(MAKE) -s $(AMTOOL) || true
+
 # The tests include a short benchmark and serve like `make serve`: they need wrk and jemalloc.
-test: $(VENV)/.installed wrk jemalloc
+test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool wrk jemalloc
 	$(PY) -m pytest
 
 # up and preview enforce the policy pack (README, "Policy as code"), like the workflows do.
@@ -99,16 +117,23 @@ bench: $(VENV)/.installed wrk jemalloc
 	$(PY) -m tools.models bench --pairs $(BENCH_PAIRS) --seconds $(BENCH_SECONDS) \
 		$(if $(README),--update-readme)
 
-# ---- after `make up` (see README, "Environments") ----
+# ---- after `make up` (see README, "Smoke and load tests") ----
+# The stack's endpoints come from its outputs (the Pulumi CLI); URL=http://host:port [HOST=...]
+# points them at any V2 endpoint instead, e.g. `make serve`, with no CLI. URL may be a model's own
+# inference URL (the stack's `models.<name>.url`); PATH_PREFIX='/seldon/<namespace>/{model}'
+# reaches Seldon's models under a gateway URL.
+SMOKE_WAIT ?= 600
+TARGET = $(if $(URL),--url $(URL) $(if $(HOST),--host $(HOST)) \
+	$(if $(PATH_PREFIX),--path-prefix '$(PATH_PREFIX)'),--stack $(STACK))
 smoke: $(VENV)/.installed
-	@$(PULUMI_BACKEND) $(PY) -m tools.smoke --stack $(STACK)
+	@$(if $(URL),,$(PULUMI_BACKEND)) $(PY) -m tools.smoke $(TARGET) --wait $(SMOKE_WAIT)
 
 USERS ?= 100
 SPAWN ?= 10
 DURATION ?= 180s
 load: $(VENV)/.installed
-	@$(PULUMI_BACKEND) $(PY) -m tools.load --stack $(STACK) --users $(USERS) --spawn $(SPAWN) \
-		--duration $(DURATION)
+	@$(if $(URL),,$(PULUMI_BACKEND)) $(PY) -m tools.load $(TARGET) $(if $(MODEL),--model $(MODEL)) \
+		--users $(USERS) --spawn $(SPAWN) --duration $(DURATION)
 
 config-reference: $(VENV)/.installed
 	$(PY) -m tools.config_reference

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pulumi
 
-from components import config as stack_config
 from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.aws_provider import aws_provider, stack_tags
 from components.cert_manager import CertManager, CertManagerArgs
@@ -19,29 +18,38 @@ from components.mesh import Mesh, MeshArgs
 from components.model_repository import (
     ModelRepository,
     ModelRepositoryArgs,
-    load_model_repository,
+    model_versions,
+    storage_uris,
 )
-from components.model_serving import ModelServing, ModelServingArgs, plan_models
+from components.model_serving import ModelServing, ModelServingArgs
 from components.model_store import ModelStore, ModelStoreArgs
-from components.model_upload import ModelUpload, ModelUploadArgs
+from components.model_upload import (
+    BucketAccess,
+    ModelUpload,
+    ModelUploadArgs,
+    PinnedModelVersions,
+    PinnedModelVersionsArgs,
+)
 from components.monitoring import GRAFANA_SERVICE, Monitoring, MonitoringArgs
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from components.network import Network, NetworkArgs
 from components.object_store import ObjectStore, ObjectStoreArgs, node_port_of
 from components.seldon import SeldonCore, SeldonCoreArgs
 from components.serving_platform import ServingPlatform, ServingPlatformArgs
+from components.stack_inputs import load as load_stack_inputs
 from components.storage import Storage, StorageArgs
 
 # Validated in full before anything is registered: a bad stack file or a broken model touches
-# nothing.
-config = stack_config.load()
-model_repo = load_model_repository(config.model_repository, Path(__file__).parent)
-model_plans = plan_models(config, model_repo)
+# nothing, and one error lists the problems of the config, the repository and the model plans.
+inputs = load_stack_inputs(Path(__file__).parent)
+config, model_repo, model_plans = inputs.config, inputs.repository, inputs.plans
+# Each served version: the folder's (uploaded here) or pinned (already in the bucket, checked).
+versions = model_versions(config, model_repo, model_plans)
 stack = pulumi.get_stack()
 cluster_name = config.cluster_name(stack)
 eks = config.cluster.mode == "eks"
 bucket = config.model_bucket
-pinned_version = config.model_repository.version
+prefix = config.model_repository.prefix
 
 # ---- The AWS half (cluster.mode eks): network, EKS, GPU nodes, the hardened model bucket.
 network = cluster = gpu_nodes = model_store = uploaded_to_s3 = None
@@ -85,16 +93,19 @@ if eks:
                 serving=config.model_serving,
                 oidc_provider_arn=cluster.oidc_provider_arn,
                 oidc_issuer_url=cluster.oidc_issuer_url,
+                region=config.region,
+                prefix=prefix,
             ),
             on_aws,
         )
-        uploaded_to_s3 = ModelRepository(
-            "model-repo",
-            ModelRepositoryArgs(repository=model_repo, bucket=model_store.bucket_name,
-                                prefix=config.model_repository.prefix,
-                                bucket_ready=model_store.ready, pinned_version=pinned_version),
-            on_aws,
-        )
+        if versions.uploads:
+            uploaded_to_s3 = ModelRepository(
+                "model-repo",
+                ModelRepositoryArgs(repository=model_repo, bucket=model_store.bucket_name,
+                                    prefix=prefix, models=sorted(versions.uploads),
+                                    bucket_ready=model_store.ready),
+                on_aws,
+            )
     providers["kubernetes"] = cluster.provider
 else:
     # ---- An existing cluster (an existing EKS, kind, minikube): no AWS resources at all.
@@ -155,7 +166,12 @@ if platform.monitoring.enabled:
             or (storage.class_name if storage else ""),
             high_availability=ha,
             grafana_admin_password=config.grafana_admin_password.get_secret_value()
-            if config.grafana_admin_password else None),
+            if config.grafana_admin_password else None,
+            alert_webhook_url=pulumi.Output.secret(config.alert_webhook_url.get_secret_value())
+            if config.alert_webhook_url else None,
+            region=config.region,
+            oidc_provider_arn=cluster.oidc_provider_arn if cluster else None,
+            oidc_issuer_url=cluster.oidc_issuer_url if cluster else None),
         on_cluster,
     )
 
@@ -209,18 +225,20 @@ if platform.kserve.enabled and cert_manager is not None and mesh is not None:
 
 backend = config.model_serving.backend
 server_runtime = serving.runtimes if serving is not None and backend == "kserve" else None
-if backend == "seldon" and mesh is not None and serving is not None:
+if backend == "seldon" and mesh is not None and serving is not None and cert_manager is not None:
     server_runtime = SeldonCore(
         "seldon",
         SeldonCoreArgs(version=config.model_serving.seldon.version,
                        mesh_namespace=MESH_NAMESPACE, mesh_crds=mesh.base,
+                       cert_manager=cert_manager.release,
                        depends_on=[*([autoscaling.keda] if autoscaling.keda else []),
                                    mesh.istiod]),
         on_cluster,
     ).release
 
-# ---- The model repository in a bucket the stack doesn't own (existing S3, MinIO).
-object_store = uploaded = None
+# ---- Model versions in a bucket the stack doesn't own (existing S3, MinIO): the folder's are
+# uploaded; in any bucket, pinned ones are checked to be there and intact.
+object_store = uploaded = pinned = None
 credentials = None
 if config.model_store_access_key_id and config.model_store_secret_access_key:
     credentials = (config.model_store_access_key_id.get_secret_value(),
@@ -232,20 +250,24 @@ if platform.minio.enabled:
                         node_port=node_port_of(bucket.endpoint)),
         on_cluster)
     credentials = object_store.credentials
-if bucket.mode != "create" and pinned_version is None:
+access = BucketAccess(bucket=bucket_name, prefix=prefix, region=config.region,
+                      endpoint=bucket.endpoint,
+                      access_key_id=credentials[0] if credentials else None,
+                      secret_access_key=credentials[1] if credentials else None)
+store_ready = [object_store.release] if object_store else []
+if bucket.mode != "create" and versions.uploads:
     uploaded = ModelUpload(
         "model-upload",
-        ModelUploadArgs(repository=model_repo, bucket=bucket.name or "",
-                        prefix=config.model_repository.prefix, region=config.region,
-                        endpoint=bucket.endpoint,
-                        access_key_id=credentials[0] if credentials else None,
-                        secret_access_key=credentials[1] if credentials else None,
-                        depends_on=[object_store.release] if object_store else []))
+        ModelUploadArgs(repository=model_repo, models=sorted(versions.uploads), access=access,
+                        depends_on=store_ready))
 if uploaded_to_s3 is not None:
     uploaded = uploaded_to_s3
-storage_uri = uploaded.uploaded if uploaded else (
-    f"s3://{bucket_name}/{config.model_repository.prefix}/{pinned_version}"
-    if bucket_name else None)
+if versions.pinned:
+    pinned = PinnedModelVersions(
+        "model-pins", PinnedModelVersionsArgs(pinned=versions.pinned, access=access,
+                                              depends_on=store_ready))
+model_storage_uris = storage_uris(model_plans, {**(uploaded.ready if uploaded else {}),
+                                                **(pinned.ready if pinned else {})})
 
 served = None
 if server_runtime is not None and mesh is not None and serving is not None:
@@ -266,7 +288,7 @@ if server_runtime is not None and mesh is not None and serving is not None:
             # Runtime, identity, model files and the autoscaler exist before any model; on
             # destroy the models go first.
             depends_on=[server_runtime, *([model_store.reader] if model_store else []),
-                        *([uploaded] if uploaded else []),
+                        *([uploaded] if uploaded else []), *([pinned] if pinned else []),
                         *([autoscaling.keda] if autoscaling.keda else [])],
             monitoring=monitoring.release if monitoring else None),
         on_cluster,
@@ -285,13 +307,16 @@ if network is not None and cluster is not None and gpu_nodes is not None:
 pulumi.export("modelBucketName", bucket_name)
 if reader_role_arn is not None:
     pulumi.export("modelReaderRoleArn", reader_role_arn)
-pulumi.export("modelStorageUri", storage_uri)
-pulumi.export("modelContentHash", pinned_version or model_repo.content_hash)
+# Per model: the version it serves (stable track; canaries are in `models`) and where it lies.
+pulumi.export("modelVersions", {plan.name: plan.version for plan in model_plans})
+pulumi.export("modelStorageUris", model_storage_uris)
 if monitoring is not None:
     pulumi.export("prometheusUrl", monitoring.prometheus_url)
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
     pulumi.export("grafanaPortForward",
                   f"kubectl -n {MONITORING_NAMESPACE} port-forward svc/{GRAFANA_SERVICE} 3000:80")
+    if monitoring.alert_topic_arn is not None:
+        pulumi.export("alertTopicArn", monitoring.alert_topic_arn)
 if serving is not None:
     pulumi.export("modelNamespace", serving.model_namespace)
 if served is not None:

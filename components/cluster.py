@@ -23,6 +23,7 @@ from components.iam import (
 )
 from components.k8s import SYSTEM_NODE_SELECTOR, SYSTEM_POOL
 from components.node_group import NodeGroup, NodeGroupArgs
+from components.versions import EKS_ADDON_VERSIONS
 
 # Installed before any node joins: nodes need the CNI and kube-proxy to become Ready.
 ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
@@ -31,6 +32,17 @@ ADDONS_AFTER_NODES = ("coredns", "aws-ebs-csi-driver")
 # The VPC CNI enforces NetworkPolicy only when asked to; without it the model servers'
 # policies would be silently ignored.
 ADDON_CONFIGURATION = {"vpc-cni": json.dumps({"enableNetworkPolicy": "true"})}
+
+ADMIN_ACCESS_POLICY = "AmazonEKSClusterAdminPolicy"
+# The preview principal refreshes every Kubernetes object the stack manages, and two kinds of them
+# live in Secrets: the stack's own Secrets, and every Helm release's state (pulumi-kubernetes reads
+# a Release through Helm's storage driver, "secret" by default: provider/pkg/provider/provider.go
+# helmDriver, helm_release.go Read). AmazonEKSViewPolicy excludes Secrets, so refresh would fail
+# on them; AmazonEKSAdminViewPolicy (get/list/watch on every resource, Secrets included) is the
+# narrowest EKS access policy that works. It can't write: with server-side apply, a preview's
+# dry-run patches that RBAC forbids fall back to a client-side diff (provider.go Create/Update:
+# "unable to compute Server-side dry-run and defaulting to client-side").
+PREVIEW_ACCESS_POLICY = "AmazonEKSAdminViewPolicy"
 
 
 def kubeconfig(cluster_name: str, endpoint: str, certificate_authority: str, region: str) -> str:
@@ -187,19 +199,27 @@ class Cluster(pulumi.ComponentResource):
 
     def _admin_access(self, name: str, args: ClusterArgs,
                       partition: pulumi.Output[str]) -> list[aws.eks.AccessPolicyAssociation]:
-        policy_arn = pulumi.Output.concat(
-            "arn:", partition, ":eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy")
-        associations = []
-        for arn in args.config.admin_principal_arns:
-            slug = _principal_slug(arn)
-            entry = aws.eks.AccessEntry(
-                f"{name}-admin-{slug}", cluster_name=self.eks.name, principal_arn=arn,
-                type="STANDARD", opts=pulumi.ResourceOptions(parent=self))
-            associations.append(aws.eks.AccessPolicyAssociation(
-                f"{name}-admin-{slug}", cluster_name=self.eks.name, principal_arn=arn,
-                policy_arn=policy_arn, access_scope={"type": "cluster"},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry])))
-        return associations
+        """Access entries: cluster-admin for the admins (the identity that runs `pulumi up` among
+        them), read-only for the preview principals (CI's `pulumi preview --refresh`).
+        Everything Kubernetes waits for all of them."""
+        config = args.config
+        return [*(self._access_entry(name, "admin", arn, ADMIN_ACCESS_POLICY, partition)
+                  for arn in config.admin_principal_arns),
+                *(self._access_entry(name, "preview", arn, PREVIEW_ACCESS_POLICY, partition)
+                  for arn in config.preview_principal_arns)]
+
+    def _access_entry(self, name: str, role: str, arn: str, policy: str,
+                      partition: pulumi.Output[str]) -> aws.eks.AccessPolicyAssociation:
+        slug = _principal_slug(arn)
+        entry = aws.eks.AccessEntry(
+            f"{name}-{role}-{slug}", cluster_name=self.eks.name, principal_arn=arn,
+            type="STANDARD", opts=pulumi.ResourceOptions(parent=self))
+        return aws.eks.AccessPolicyAssociation(
+            f"{name}-{role}-{slug}", cluster_name=self.eks.name, principal_arn=arn,
+            policy_arn=pulumi.Output.concat("arn:", partition,
+                                            f":eks::aws:cluster-access-policy/{policy}"),
+            access_scope={"type": "cluster"},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
 
     def _node_role(self, name: str, partition: pulumi.Output[str]) -> aws.iam.Role:
         """The role every node runs as. The CNI's permissions live on its own IRSA role instead."""
@@ -239,10 +259,8 @@ class Cluster(pulumi.ComponentResource):
     def _addon(self, name: str, addon: str, config: ClusterConfig,
                role_arn: pulumi.Output[str] | None,
                depends_on: list[pulumi.Resource]) -> aws.eks.Addon:
-        pinned = config.addon_versions.get(addon)
-        version = pinned if pinned is not None else aws.eks.get_addon_version_output(
-            addon_name=addon, kubernetes_version=config.version, most_recent=False,
-            opts=pulumi.InvokeOutputOptions(parent=self)).version
+        # Pinned per Kubernetes minor, never "AWS's default today": the drift check stays clean.
+        version = config.addon_versions.get(addon) or EKS_ADDON_VERSIONS[config.version][addon]
         return aws.eks.Addon(
             f"{name}-{addon}",
             cluster_name=self.eks.name,

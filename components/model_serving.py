@@ -22,10 +22,9 @@ from components.inference_service import (
     InferenceServiceArgs,
     ModelPlan,
     custom_resource,
-    inference_service,
 )
 from components.mesh import GATEWAY_SELECTOR
-from components.seldon import RCLONE_SECRET, rclone_env, seldon_deployment
+from components import seldon
 from components.serving_platform import MODELS_GATEWAY
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
@@ -33,8 +32,8 @@ from tools.models.repository import Model, Repository
 from tools.models.triton import HTTP_PORT, METRICS_PORT
 
 GRPC_PORT = 9000  # KServe's Triton runtime: --grpc-port=9000
-# Seldon: its executor (8000 HTTP, 5001 gRPC) in front of Triton (9000 HTTP, 9500 gRPC).
-SELDON_PORTS = (8000, 5001, 9000, 9500)
+# Seldon: Triton itself, with no executor in front of it (components/seldon.py).
+SELDON_PORTS = (seldon.HTTP_PORT, seldon.GRPC_PORT)
 
 
 def example_request(model: Model) -> dict[str, Any]:
@@ -65,14 +64,17 @@ def curl_command(address: str, host: str, model: str, body: dict[str, Any]) -> s
 
 
 def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
-    """The models to serve and how, checked against the repository before anything is created."""
+    """The models to serve and how, checked against the repository before anything is created.
+
+    Each model is content-addressed by its own files: unless pinned, a model serves (and a canary
+    tries) the hash of its own folder, so changing one model moves that model only. Every problem
+    is reported at once.
+    """
     serving = config.model_serving
     configured = dict(serving.models)
-    unknown = sorted(set(configured) - set(repository.models))
-    if unknown:
-        raise ConfigError([f"mlserve:modelServing.models.{name}: no such model in "
-                           f"{config.model_repository.path}/ (have {sorted(repository.models)})"
-                           for name in unknown])
+    problems = [f"mlserve:modelServing.models.{name}: no such model in "
+                f"{config.model_repository.path}/ (have {sorted(repository.models)})"
+                for name in sorted(set(configured) - set(repository.models))]
     if not configured:
         floor = 2 if config.environment == "prod" else 1
         keda = config.platform.keda.enabled and config.platform.monitoring.enabled
@@ -83,27 +85,33 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
     plans = []
     default_pool = config.gpu_node_groups[0].name if config.gpu_node_groups else None
     for name, model in sorted(configured.items()):
+        found = repository.models.get(name)
+        if found is None:
+            continue
         on_cpu = model.gpus == 0 or default_pool is None
-        if on_cpu and "cpu" not in repository.models[name].custom_configs:
-            raise ConfigError([f"mlserve:modelServing.models.{name}.gpus: serving on CPU needs "
-                               f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
-                               "(selected with --model-config-name=cpu)"])
-        version = model.version or config.model_repository.version or repository.content_hash
+        if on_cpu and "cpu" not in found.custom_configs:
+            problems.append(f"mlserve:modelServing.models.{name}.gpus: serving on CPU needs "
+                            f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
+                            "(selected with --model-config-name=cpu)")
+        folder_version = found.content_hash
+        version = model.version or folder_version
         canary = None
         if model.canary is not None:
-            canary = model.canary.version or repository.content_hash
+            canary = model.canary.version or folder_version
             if canary == version:
-                raise ConfigError([f"mlserve:modelServing.models.{name}.canary.version: the "
-                                   f"canary must differ from the served version ({version}); "
-                                   "pin `version` to the current one first"])
+                problems.append(f"mlserve:modelServing.models.{name}.canary.version: the canary "
+                                f"must differ from the served version ({version}); pin "
+                                "`version` to the current one first")
         plans.append(ModelPlan(
             name=name, namespace=serving.namespace, service_account=serving.service_account,
             storage_prefix=config.model_repository.prefix, version=version, config=model,
             gpu_pool=None if on_cpu else (model.gpu_pool or default_pool), canary_version=canary,
-            example_request=example_request(repository.models[name]), backend=serving.backend,
+            example_request=example_request(found), backend=serving.backend,
             triton_image_tag=config.platform.kserve.triton_image_tag,
             ingress_host=model_host(name, serving.namespace, config.platform.kserve.ingress_domain),
         ))
+    if problems:
+        raise ConfigError(problems)
     return plans
 
 
@@ -228,10 +236,9 @@ class ModelServing(pulumi.ComponentResource):
             # "take credentials from the environment" (IRSA). No keys.
             ready.append(k8s.core.v1.Secret(
                 f"{name}-rclone",
-                metadata={"name": RCLONE_SECRET, "namespace": args.namespace},
-                type="Opaque", string_data=rclone_env(args.region),
+                metadata={"name": seldon.RCLONE_SECRET, "namespace": args.namespace},
+                type="Opaque", string_data=seldon.rclone_env(args.region),
                 opts=pulumi.ResourceOptions(parent=self)))
-        seldon = args.backend == "seldon"
         if args.monitoring is not None and any(p.config.min_replicas == 0 for p in args.plans):
             # Scale from zero reads the gateway's request metrics (Triton has none at zero).
             custom_resource(self, f"{name}-gateway-monitor", gateway_pod_monitor(), ready)
@@ -240,8 +247,8 @@ class ModelServing(pulumi.ComponentResource):
                 f"{name}-{plan.name}",
                 InferenceServiceArgs(
                     plan=plan, bucket=args.bucket, depends_on=ready, monitoring=args.monitoring,
-                    manifest=seldon_deployment if seldon else inference_service,
-                    gateway=None if seldon else f"{plan.namespace}/{MODELS_GATEWAY}"),
+                    **(self._seldon(plan) if args.backend == "seldon" else
+                       {"gateway": f"{plan.namespace}/{MODELS_GATEWAY}"})),
                 pulumi.ResourceOptions(parent=self))
             for plan in args.plans
         }
@@ -251,10 +258,17 @@ class ModelServing(pulumi.ComponentResource):
         self.register_outputs({"models": self.endpoints})
 
     @staticmethod
+    def _seldon(plan: ModelPlan) -> dict[str, Any]:
+        """A SeldonDeployment, and the stack's own route to it on Seldon's gateway."""
+        return {"server": seldon.seldon_deployment, "route": seldon.seldon_route,
+                "gateway": f"{MESH_NAMESPACE}/{seldon.GATEWAY}", "route_waits_for_ready": False}
+
+    @staticmethod
     def _endpoint(plan: ModelPlan, address: str, args: ModelServingArgs) -> dict[str, Any]:
         if args.backend == "seldon":
-            # Seldon routes by path on its gateway: /seldon/<namespace>/<deployment>/...
-            base, host = f"{address}/seldon/{plan.namespace}/{plan.name}", address
+            # Seldon's clients address a model by path on its gateway (hosts `*`):
+            # /seldon/<namespace>/<model>/v2/...
+            base, host = f"{address}{seldon.client_prefix(plan).rstrip('/')}", address
         else:
             base, host = address, plan.ingress_host
         return {

@@ -1,24 +1,61 @@
-"""The S3 bucket that holds the Triton model repository, and the read-only role model pods use."""
+"""The S3 bucket that holds the model versions, and the read-only role model pods use.
+
+Promotion across accounts (dev -> staging -> prod in separate AWS accounts): the next stage's
+deployer copies versions out of this bucket with its own credentials, server-side. That takes a
+"yes" on both sides: here, the bucket policy lets `modelBucket.promotionReaders` GetObject under
+the versions' prefix and the key policy lets them kms:Decrypt through S3 for this bucket only;
+in their account, their own IAM policy must allow the same (the stack can't write that one).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from components.config import ModelBucketConfig, ModelServingConfig
-from components.iam import IrsaRole, IrsaRoleArgs, policy_document
+from components.iam import IrsaRole, IrsaRoleArgs, partition_of, policy_document
+
+PROMOTION_READERS_SID = "PromotionReadersGetModelVersions"
 
 
-def tls_only_policy(bucket_arn: str) -> str:
+def bucket_policy(bucket_arn: str, prefix: str = "", readers: Sequence[str] = ()) -> str:
+    """TLS 1.2+ only, for everyone (explicit denies win over any allow), and read-only access to
+    the model versions under `prefix` for the promotion readers."""
     resources = [bucket_arn, f"{bucket_arn}/*"]
-    return policy_document(
+    statements = [
         {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
          "Resource": resources, "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
         {"Sid": "DenyOutdatedTls", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
          "Resource": resources, "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}}},
-    )
+    ]
+    if readers:
+        # GetObject only (it covers HeadObject, which the managed copy sends): no ListBucket,
+        # no writes. tools/promote.py works without ListBucket.
+        statements.append({"Sid": PROMOTION_READERS_SID, "Effect": "Allow",
+                           "Principal": {"AWS": sorted(readers)}, "Action": "s3:GetObject",
+                           "Resource": f"{bucket_arn}/{prefix}/*"})
+    return policy_document(*statements)
+
+
+def key_policy(partition: str, account_id: str, region: str, bucket_arn: str,
+               readers: Sequence[str] = ()) -> str:
+    """AWS's default key policy (IAM in this account decides), plus kms:Decrypt for the promotion
+    readers, only through S3 and only for this bucket's objects (with an S3 Bucket Key the
+    encryption context is the bucket's ARN). Always explicit, so removing a reader revokes it."""
+    statements = [{"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+                   "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                   "Action": "kms:*", "Resource": "*"}]
+    if readers:
+        statements.append({
+            "Sid": "PromotionReadersDecryptThroughS3", "Effect": "Allow",
+            "Principal": {"AWS": sorted(readers)}, "Action": "kms:Decrypt", "Resource": "*",
+            "Condition": {"StringEquals": {
+                "kms:ViaService": f"s3.{region}.amazonaws.com",
+                "kms:EncryptionContext:aws:s3:arn": bucket_arn}}})
+    return policy_document(*statements)
 
 
 def reader_policy(bucket_arn: str, key_arn: str | None) -> str:
@@ -42,6 +79,9 @@ class ModelStoreArgs:
     serving: ModelServingConfig
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer_url: pulumi.Input[str]
+    region: str
+    prefix: str
+    """modelRepository.prefix: where the model versions lie (what promotion readers may read)."""
 
 
 class ModelStore(pulumi.ComponentResource):
@@ -53,14 +93,6 @@ class ModelStore(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         config = args.bucket
 
-        self.key = None
-        if config.encryption == "kms":
-            self.key = aws.kms.Key(f"{name}-key", description=f"Model repository of "
-                                   f"{args.cluster_name}", enable_key_rotation=True,
-                                   deletion_window_in_days=30, opts=child)
-            aws.kms.Alias(f"{name}-key-alias", name=f"alias/{args.cluster_name}-models",
-                          target_key_id=self.key.key_id, opts=child)
-
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
             # S3 allows lowercase letters, digits and hyphens; the prefix is at most 37 chars.
@@ -68,6 +100,18 @@ class ModelStore(pulumi.ComponentResource):
             force_destroy=config.force_destroy,
             opts=pulumi.ResourceOptions(parent=self, protect=config.protect),
         )
+
+        self.key = None
+        if config.encryption == "kms":
+            account = aws.get_caller_identity_output(
+                opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+            policy = pulumi.Output.all(partition_of(self), account, self.bucket.arn).apply(
+                lambda v: key_policy(v[0], v[1], args.region, v[2], config.promotion_readers))
+            self.key = aws.kms.Key(f"{name}-key", description=f"Model repository of "
+                                   f"{args.cluster_name}", enable_key_rotation=True,
+                                   deletion_window_in_days=30, policy=policy, opts=child)
+            aws.kms.Alias(f"{name}-key-alias", name=f"alias/{args.cluster_name}-models",
+                          target_key_id=self.key.key_id, opts=child)
         bucket_id = self.bucket.id
         aws.s3.BucketOwnershipControls(
             f"{name}-ownership", bucket=bucket_id,
@@ -89,9 +133,13 @@ class ModelStore(pulumi.ComponentResource):
         encryption_config = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption", bucket=bucket_id, rules=[encryption], opts=child)
         tls_policy = aws.s3.BucketPolicy(
-            f"{name}-tls-only", bucket=bucket_id, policy=self.bucket.arn.apply(tls_only_policy),
-            # S3 rejects policy writes racing the public-access block.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_block]))
+            f"{name}-policy", bucket=bucket_id,
+            policy=self.bucket.arn.apply(
+                lambda arn: bucket_policy(arn, args.prefix, config.promotion_readers)),
+            # S3 rejects policy writes racing the public-access block. The alias keeps the
+            # policy of stacks deployed when it was TLS-only in place (no delete/create gap).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_block],
+                                        aliases=[pulumi.Alias(name=f"{name}-tls-only")]))
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle", bucket=bucket_id,
             rules=[

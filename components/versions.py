@@ -9,10 +9,12 @@ from dataclasses import dataclass
 SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = ("1.33", "1.34", "1.35")
 DEFAULT_KUBERNETES_VERSION = "1.35"
 
-# EKS managed add-ons. Versions resolve to the add-on's default build for the cluster's Kubernetes
-# version at deploy time (aws.eks.get_addon_version), unless a stack pins them with
-# `cluster.addonVersions`; AWS publishes builds per Kubernetes minor, so a fixed table here would be
-# wrong for every other minor.
+# EKS managed add-ons, each pinned per Kubernetes minor: an add-on left to "AWS's default build"
+# moves whenever AWS publishes one, and the nightly drift check would flap. A stack may override a
+# pin with `cluster.addonVersions`. Source: the Amazon EKS User Guide's latest-version tables
+# ("Manage kube-proxy", "Manage CoreDNS", "Amazon VPC CNI versions", the EBS CSI driver and Pod
+# Identity Agent add-on pages) and `aws eks describe-addon-versions --kubernetes-version <minor>
+# --addon-name <add-on>`; bump them with the Kubernetes version.
 EKS_ADDONS: tuple[str, ...] = (
     "vpc-cni",
     "kube-proxy",
@@ -20,6 +22,19 @@ EKS_ADDONS: tuple[str, ...] = (
     "coredns",
     "aws-ebs-csi-driver",
 )
+ADDON_VERSION_PATTERN = r"^v\d+\.\d+\.\d+-eksbuild\.\d+$"
+_ADDONS_ANY_MINOR = {
+    "vpc-cni": "v1.21.1-eksbuild.1",
+    "eks-pod-identity-agent": "v1.3.10-eksbuild.1",
+    "coredns": "v1.13.2-eksbuild.4",
+    "aws-ebs-csi-driver": "v1.53.0-eksbuild.1",
+}
+EKS_ADDON_VERSIONS: dict[str, dict[str, str]] = {
+    "1.33": {**_ADDONS_ANY_MINOR, "kube-proxy": "v1.33.10-eksbuild.2"},
+    "1.34": {**_ADDONS_ANY_MINOR, "kube-proxy": "v1.34.6-eksbuild.2"},
+    "1.35": {**_ADDONS_ANY_MINOR, "kube-proxy": "v1.35.3-eksbuild.2"},
+}
+
 
 # GPU instance types a GPU node group may use: type -> (GPUs per instance, accelerator label).
 # The accelerator values are the ones cluster-autoscaler's AWS provider and the NVIDIA GPU feature
@@ -100,4 +115,132 @@ SELDON_LAST_APACHE_VERSION = "1.17.1"
 # Triton image for KServe's kserve-tritonserver runtime (the chart's default 23.05 is years old).
 # Container 26.07 ships Triton server 2.71.
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver"
+# The Triton image's unprivileged user, triton-server, uid and gid 1000. The image declares no USER,
+# so it runs as root unless the pod names a uid; with runAsNonRoot alone the kubelet refuses to
+# start it ("image will run as root"). triton-inference-server/server build.py asserts the id:
+# "Create a user that can be used to run triton as non-root. Make sure that this user to given
+# ID 1000".
+TRITON_IMAGE_UID = 1000
 TRITON_IMAGE_TAG = "26.07-py3"
+
+
+# ---- Instance facts: what one node of a pool can hold -----------------------------------------
+# The configuration refuses a model whose one replica can't fit the smallest node of its pool
+# (components/config.py, `model_fits_its_nodes`). A pod fits when its requests fit the node's
+# *allocatable*, which is less than the instance's size. Every deduction below is taken from the
+# component that makes it, at the version this stack runs, and rounds against the model:
+#
+# - Memory the kubelet reports as capacity is below the EC2 figure (kernel, firmware): Karpenter
+#   assumes 7.5% (aws/karpenter-provider-aws pkg/operator/options/options.go,
+#   --vm-memory-overhead-percent default 0.075); so do we.
+# - kube-reserved, as the EKS AMIs' nodeadm sets it (awslabs/amazon-eks-ami v20260724,
+#   nodeadm/internal/kubelet/config.go getCPUMillicoresToReserve / getMemoryMebibytesToReserve):
+#   CPU 6% of the first core, 1% of the second, 0.5% of the third and fourth, 0.25% of the rest;
+#   memory 11 MiB per pod of maxPods plus 255 MiB. maxPods is the VPC CNI's
+#   ENIs x (IPv4 addresses per ENI - 1) + 2 (eni_max_pods.go CalcMaxPods, ENI figures from its
+#   instance-info.jsonl), or 110 where nodeadm can't look the type up; we take the larger of the
+#   two, the larger reservation. Bottlerocket reserves by the same formulas.
+# - evictionHard memory.available 100Mi (same config.go).
+# - The DaemonSets on every node: kube-proxy (EKS add-on, 100m CPU), aws-node (VPC CNI add-on,
+#   25m), the EBS CSI node plugin, the Pod Identity agent, node-exporter (kube-prometheus-stack)
+#   and, on GPU nodes, the NVIDIA device plugin (10m / 32Mi) and DCGM exporter (50m / 128Mi) as
+#   components/gpu_stack.py requests them. Rounded up to one allowance per node.
+# - Each model pod also runs Istio's sidecar, requesting 100m CPU and 128Mi
+#   (istiod 1.30.3 chart values global.proxy.resources.requests); KServe's storage-initializer
+#   is an init container that finishes before Triton starts, so it adds nothing.
+
+GIB = 1024  # MiB
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    vcpus: int
+    memory_gib: int
+    gpus: int = 0
+    gpu_memory_gib: int = 0
+    max_enis: int = 0
+    ipv4_per_eni: int = 0
+
+    @property
+    def max_pods(self) -> int:
+        return self.max_enis * (self.ipv4_per_eni - 1) + 2
+
+    @property
+    def allocatable_cpu_millicores(self) -> int:
+        return self.vcpus * 1000 - kube_reserved_cpu_millicores(self.vcpus)
+
+    @property
+    def allocatable_memory_mib(self) -> int:
+        capacity = int(self.memory_gib * GIB * (1 - VM_MEMORY_OVERHEAD))
+        reserved = 11 * max(self.max_pods, KUBELET_DEFAULT_MAX_PODS) + 255
+        return capacity - reserved - EVICTION_HARD_MEMORY_MIB
+
+
+VM_MEMORY_OVERHEAD = 0.075
+KUBELET_DEFAULT_MAX_PODS = 110
+EVICTION_HARD_MEMORY_MIB = 100
+DAEMONSET_ALLOWANCE = (400, 512)
+"""(CPU millicores, memory MiB) every node gives its DaemonSets before any model."""
+SIDECAR_REQUESTS = (100, 128)
+"""(CPU millicores, memory MiB) Istio's sidecar adds to each model pod."""
+SELDON_INITIALIZER_REQUESTS = (100, 100)
+"""(CPU millicores, memory MiB) of Seldon's storage initializer (an init container of every
+Seldon model pod): the seldon-core-operator 1.17.1 chart's defaults, set explicitly in its values
+(components/seldon.py) so the schedulability rules and the pods agree."""
+SELDON_INITIALIZER_LIMITS = (1000, 1024)
+"""(CPU millicores, memory MiB): the chart's default limits of the same container."""
+
+
+def kube_reserved_cpu_millicores(vcpus: int) -> int:
+    total = vcpus * 1000
+    reserved = 0
+    for start, end, basis_points in ((0, 1000, 600), (1000, 2000, 100), (2000, 4000, 50),
+                                     (4000, total, 25)):
+        if total > start:
+            reserved += (min(total, end) - start) * basis_points // 10000
+    return reserved
+
+
+# GPU instances: size -> (vCPUs, memory GiB, GPUs, ENIs, IPv4 addresses per ENI). vCPUs, memory
+# and GPUs from the EC2 accelerated-computing instance pages; ENI figures from nodeadm's
+# instance-info.jsonl (above).
+_GPU_SIZES: dict[str, tuple[int, dict[str, tuple[int, int, int, int, int]]]] = {
+    # family: (GPU memory GiB, sizes)
+    "g4dn": (16, {"xlarge": (4, 16, 1, 3, 10), "2xlarge": (8, 32, 1, 3, 10),
+                  "4xlarge": (16, 64, 1, 3, 10), "8xlarge": (32, 128, 1, 4, 15),
+                  "16xlarge": (64, 256, 1, 4, 15), "12xlarge": (48, 192, 4, 8, 30),
+                  "metal": (96, 384, 8, 15, 50)}),
+    "g5": (24, {"xlarge": (4, 16, 1, 4, 15), "2xlarge": (8, 32, 1, 4, 15),
+                "4xlarge": (16, 64, 1, 8, 30), "8xlarge": (32, 128, 1, 8, 30),
+                "16xlarge": (64, 256, 1, 8, 30), "12xlarge": (48, 192, 4, 15, 50),
+                "24xlarge": (96, 384, 4, 15, 50), "48xlarge": (192, 768, 8, 7, 50)}),
+    "g6": (24, {"xlarge": (4, 16, 1, 4, 15), "2xlarge": (8, 32, 1, 4, 15),
+                "4xlarge": (16, 64, 1, 8, 30), "8xlarge": (32, 128, 1, 8, 30),
+                "16xlarge": (64, 256, 1, 15, 50), "12xlarge": (48, 192, 4, 8, 30),
+                "24xlarge": (96, 384, 4, 15, 50), "48xlarge": (192, 768, 8, 15, 50)}),
+    "g6e": (48, {"xlarge": (4, 32, 1, 4, 15), "2xlarge": (8, 64, 1, 4, 15),
+                 "4xlarge": (16, 128, 1, 8, 30), "8xlarge": (32, 256, 1, 8, 30),
+                 "16xlarge": (64, 512, 1, 15, 50), "12xlarge": (48, 384, 4, 10, 30),
+                 "24xlarge": (96, 768, 4, 10, 50), "48xlarge": (192, 1536, 8, 10, 50)}),
+    "p4d": (40, {"24xlarge": (96, 1152, 8, 15, 50)}),
+    "p4de": (80, {"24xlarge": (96, 1152, 8, 15, 50)}),
+    "p5": (80, {"4xlarge": (16, 256, 1, 4, 30), "48xlarge": (192, 2048, 8, 2, 50)}),
+    "p5e": (141, {"48xlarge": (192, 2048, 8, 2, 50)}),
+    "p5en": (141, {"48xlarge": (192, 2048, 8, 4, 50)}),
+}
+
+# CPU instances a system node group (and models with gpus 0) commonly use. These families share
+# their ENI figures size for size in instance-info.jsonl; memory is GiB per vCPU.
+_CPU_MEMORY_PER_VCPU = {"m5": 4, "m6i": 4, "m6a": 4, "m7i": 4, "m7a": 4, "c6i": 2, "c6a": 2,
+                        "c7i": 2, "c7a": 2, "r6i": 8, "r7i": 8}
+_CPU_SIZES = {"large": (2, 3, 10), "xlarge": (4, 4, 15), "2xlarge": (8, 4, 15),
+              "4xlarge": (16, 8, 30), "8xlarge": (32, 8, 30)}
+
+INSTANCE_FACTS: dict[str, InstanceFacts] = {
+    **{f"{family}.{size}": InstanceFacts(vcpus, memory, gpus, gpu_memory, enis, ips)
+       for family, (gpu_memory, sizes) in _GPU_SIZES.items()
+       for size, (vcpus, memory, gpus, enis, ips) in sizes.items()},
+    **{f"{family}.{size}": InstanceFacts(vcpus, vcpus * per_vcpu, 0, 0, enis, ips)
+       for family, per_vcpu in _CPU_MEMORY_PER_VCPU.items()
+       for size, (vcpus, enis, ips) in _CPU_SIZES.items()},
+}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
+import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
@@ -30,15 +32,6 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "mlserve"
 STACKS = ("dev", "staging", "prod")
 ACCOUNT = "123456789012"
-
-# Default add-on builds AWS reports for Kubernetes 1.35 (shape as returned by DescribeAddonVersions).
-ADDON_VERSIONS = {
-    "vpc-cni": "v1.21.1-eksbuild.1",
-    "kube-proxy": "v1.35.0-eksbuild.2",
-    "eks-pod-identity-agent": "v1.3.10-eksbuild.1",
-    "coredns": "v1.13.1-eksbuild.1",
-    "aws-ebs-csi-driver": "v1.53.0-eksbuild.1",
-}
 
 _ID_PREFIX = {
     "aws:ec2/vpc:Vpc": "vpc-",
@@ -57,13 +50,15 @@ def _hex(text: str, length: int = 17) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def stack_config(stack: str) -> dict[str, str]:
-    """The config the engine would hand the program: Pulumi.yaml defaults, then the stack file.
+def stack_config(stack: str, stack_file_text: str | None = None) -> dict[str, str]:
+    """The config the engine would hand the program: Pulumi.yaml defaults, then the stack file
+    (`Pulumi.<stack>.yaml`, or `stack_file_text`).
 
     Values are strings, structured ones JSON, exactly as the CLI passes them.
     """
     project = yaml.safe_load((ROOT_DIR / "Pulumi.yaml").read_text())
-    stack_file = yaml.safe_load((ROOT_DIR / f"Pulumi.{stack}.yaml").read_text())
+    stack_file = yaml.safe_load(stack_file_text if stack_file_text is not None
+                                else (ROOT_DIR / f"Pulumi.{stack}.yaml").read_text())
     merged: dict[str, Any] = {}
     for key, value in (project.get("config") or {}).items():
         if isinstance(value, dict) and "type" in value:
@@ -100,6 +95,13 @@ class Res:
     retain_on_delete: bool = False
     secret_inputs: list[str] = field(default_factory=list)
     """Top-level inputs the engine receives as secrets (encrypted in state)."""
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    """The customTimeouts resource option ({"create": "30m", ...}; only those set)."""
+    wire_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    wire_outputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The inputs and outputs as they travel to and from the engine (protobuf Struct as JSON:
+    secrets, unknowns and resource references in their wire form), for feeding the policy pack
+    the way the engine does (tests/policy/engine.py)."""
 
     @property
     def explicit_dependencies(self) -> set[str]:
@@ -195,8 +197,11 @@ class Graph:
         keys state by URN, not by order.
         """
         invokes = sorted(json.dumps(i.__dict__, sort_keys=True) for i in self.invokes)
+        wire = ("wire_inputs", "wire_outputs")  # the same values in their wire form
+        resources = [{k: v for k, v in r.__dict__.items() if k not in wire}
+                     for r in self.resources]
         return json.dumps({
-            "resources": sorted((r.__dict__ for r in self.resources), key=lambda r: r["urn"]),
+            "resources": sorted(resources, key=lambda r: r["urn"]),
             "outputs": self.registered_outputs,
             "invokes": invokes,
             "exports": self.exports,
@@ -249,10 +254,6 @@ class AwsMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"id": ACCOUNT, "accountId": ACCOUNT, "userId": "AROAEXAMPLE:ci",
                     "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/ci/session"}
-        if args.token == "aws:eks/getAddonVersion:getAddonVersion":
-            addon = args.args["addonName"]
-            return {"id": addon, "addonName": addon, "version": ADDON_VERSIONS[addon],
-                    "kubernetesVersion": args.args["kubernetesVersion"]}
         raise NotImplementedError(f"the mocks don't answer invoke {args.token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -353,6 +354,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             retain_on_delete=bool(request.retainOnDelete),
             secret_inputs=sorted(k for k, v in raw_inputs.items() if rpc.is_rpc_secret(v)),
+            custom_timeouts={op: getattr(request.customTimeouts, op)
+                             for op in ("create", "update", "delete")
+                             if getattr(request.customTimeouts, op)},
+            wire_inputs=json_format.MessageToDict(request.object),
+            wire_outputs=json_format.MessageToDict(response.object),
         )
         with self._lock:
             self.records.append(record)
@@ -372,13 +378,34 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 def evaluate(stack: str, overrides: Mapping[str, Any] | None = None,
              remove: Iterable[str] = (), *, config: Mapping[str, str] | None = None,
-             secret_keys: Iterable[str] = ()) -> Graph:
+             secret_keys: Iterable[str] = (), stack_file: str | None = None) -> Graph:
     """Run __main__.py for `stack` under mocks and return what it registered.
 
     `overrides` replaces whole config keys (`mlserve:network` ...) with Python values; `remove`
-    drops keys; `secret_keys` are the keys the engine would hold encrypted. A program error is returned in `Graph.error`, not raised, so tests can assert that
-    nothing was registered.
+    drops keys; `secret_keys` are the keys the engine would hold encrypted. A program error is
+    returned in `Graph.error`, not raised, so tests can assert that nothing was registered.
+
+    `stack_file` is the text of `Pulumi.<stack>.yaml` as a user wrote it: the program then runs
+    from a copy of the project holding that file, and gets the config the engine would make of
+    it (a key listed twice: the last one wins, silently).
     """
+    if stack_file is not None:
+        with tempfile.TemporaryDirectory(prefix="mlserve-project-") as work:
+            project = Path(work)
+            for entry in ROOT_DIR.iterdir():
+                if not entry.name.startswith((".", f"Pulumi.{stack}.yaml")):
+                    (project / entry.name).symlink_to(entry)
+            (project / f"Pulumi.{stack}.yaml").write_text(stack_file)
+            return _evaluate(stack, overrides, remove,
+                             config=config if config is not None else
+                             stack_config(stack, stack_file_text=stack_file),
+                             secret_keys=secret_keys, main=project / "__main__.py")
+    return _evaluate(stack, overrides, remove, config=config, secret_keys=secret_keys)
+
+
+def _evaluate(stack: str, overrides: Mapping[str, Any] | None, remove: Iterable[str], *,
+              config: Mapping[str, str] | None, secret_keys: Iterable[str],
+              main: Path = ROOT_DIR / "__main__.py") -> Graph:
     values = dict(config if config is not None else stack_config(stack))
     for key in remove:
         values.pop(key, None)
@@ -394,7 +421,7 @@ def evaluate(stack: str, overrides: Mapping[str, Any] | None = None,
     error: BaseException | None = None
     try:
         _sync_await(run_pulumi_func(
-            lambda: runpy.run_path(str(ROOT_DIR / "__main__.py"), run_name="__main__")))
+            lambda: runpy.run_path(str(main), run_name="__main__")))
     except Exception as exc:  # noqa: BLE001 - handed to the test
         error = exc
     exports: dict[str, Any] = {}

@@ -8,13 +8,14 @@ import os
 
 import pytest
 
+from tests.deploy_probe import EXISTING_BUCKET, existing_cluster_and_bucket
 from tests.harness import evaluate, set_path, stack_config
 from tests.kserve_schema import validate_inference_service
 from tests.kube_schemas import is_core, is_kserve, manifests, validate_core, validate_custom
 
 SERVING_KINDS = {"InferenceService", "VirtualService", "Gateway", "PodMonitor", "PrometheusRule",
                  "NetworkPolicy", "ServiceAccount", "PeerAuthentication"}
-ROLE = "arn:aws:iam::111122223333:role/model-reader"
+ROLE = EXISTING_BUCKET["readerRoleArn"]
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +27,7 @@ def local():
 
 @pytest.fixture(scope="module")
 def existing_eks():
-    config = stack_config("dev")
-    config = set_path(config, "cluster.mode", "existing")
-    config = set_path(config, "cluster.kubeconfig", "~/.kube/eks-prod")
-    config = set_path(config, "cluster.adminPrincipalArns", [])
-    config = set_path(config, "platform.loadBalancerController.enabled", False)
-    config = set_path(config, "platform.clusterAutoscaler.enabled", False)
-    config = set_path(config, "platform.istio.gatewayServiceType", "LoadBalancer")
-    config = set_path(config, "modelBucket", {"mode": "existing", "name": "team-models",
-                                              "readerRoleArn": ROLE})
-    graph = evaluate("dev", config=config)
+    graph = evaluate("dev", config=existing_cluster_and_bucket())
     assert graph.error is None, graph.error
     return graph
 
@@ -78,7 +70,7 @@ def test_local_serves_on_cpu_with_the_cpu_config(local):
     model = predictor["model"]
     assert "--model-config-name=cpu" in model["args"]
     assert "nvidia.com/gpu" not in model["resources"]["limits"]
-    assert model["storageUri"] == local.exports["modelStorageUri"]
+    assert model["storageUri"] == local.exports["modelStorageUris"]["cifar10"]
     assert validate_inference_service({k: isvc(local)[k] for k in
                                        ("apiVersion", "kind", "metadata", "spec")}) == []
 
@@ -96,7 +88,8 @@ def test_local_uses_minio_with_generated_keys(local):
     (upload,) = local.of_type("pulumi-python:dynamic:Resource")
     assert upload.inputs["endpoint"] == "http://localhost:30900"
     assert upload.inputs["bucket"] == "models"
-    assert upload.inputs["version"] == local.exports["modelContentHash"]
+    assert upload.inputs["version"] == local.exports["modelVersions"]["cifar10"]
+    assert upload.inputs["action"] == "publish" and upload.inputs["model"] == "cifar10"
     assert {"access_key_id", "secret_access_key"} <= set(upload.secret_inputs)
     assert local.waits_for(upload, releases["minio"])
 
@@ -161,7 +154,7 @@ def test_existing_eks_uses_the_given_bucket_and_role(existing_eks):
     (upload,) = existing_eks.of_type("pulumi-python:dynamic:Resource")
     assert upload.inputs["bucket"] == "team-models" and upload.inputs.get("endpoint") is None
     assert isvc(existing_eks)["spec"]["predictor"]["nodeSelector"]["mlserve.io/pool"] == "t4-spot"
-    assert existing_eks.exports["modelStorageUri"].startswith("s3://team-models/models/")
+    assert existing_eks.exports["modelStorageUris"]["cifar10"].startswith("s3://team-models/models/")
 
 
 def test_existing_cluster_rules():
@@ -191,54 +184,3 @@ def test_cpu_serving_needs_the_cpu_config(tmp_path):
 def test_outputs_json_serialisable(local):
     json.dumps(local.exports)
 
-
-def test_the_upload_resource_publishes_to_an_s3_compatible_server(tmp_path, monkeypatch):
-    """The dynamic resource's create/diff/update against a real S3 API server (moto)."""
-    import urllib.request
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    from components.model_upload import _Publisher
-    from tests.harness import ROOT_DIR
-    from tools.models import repository
-    from tools.models.serve import free_port
-
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
-        s3 = boto3.client("s3", endpoint_url=url, aws_access_key_id="k", region_name="us-east-1",
-                          aws_secret_access_key="s")
-        s3.create_bucket(Bucket="models")
-        repo = repository.load(ROOT_DIR / "model_repo")
-        props = {"root": str(repo.root), "version": repo.content_hash, "bucket": "models",
-                 "prefix": "models", "region": "us-east-1", "endpoint": url,
-                 "access_key_id": "k", "secret_access_key": "s"}
-        provider = _Publisher()
-        created = provider.create(props)
-        assert created.id == f"models/models/{repo.content_hash}"
-        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"])
-        assert f"models/manifests/{repo.content_hash}.json" in keys
-        assert len(keys) == len(repo.files) + 1
-        assert provider.diff(created.id, props, props).changes is False
-        moved = provider.diff(created.id, props, {**props, "version": "0" * 20})
-        assert moved.changes and moved.replaces == ["version"]
-        with pytest.raises(RuntimeError, match="changed since the preview"):
-            provider.create({**props, "version": "0" * 20})
-        assert provider.read(created.id, props).id == created.id
-        s3.put_object(Bucket="models", Key=f"models/{repo.content_hash}/{repo.files[0]}",
-                      Body=b"tampered")
-        assert provider.read(created.id, props).id is None  # refresh drops it; up republishes
-        provider.update(created.id, props, props)
-        assert provider.read(created.id, props).id == created.id
-        s3.delete_object(Bucket="models", Key=f"models/manifests/{repo.content_hash}.json")
-        assert provider.read(created.id, props).id is None
-        with pytest.raises(Exception, match="NoSuchBucket"):
-            provider.read(created.id, {**props, "bucket": "no-such-bucket"})
-    finally:
-        server.stop()

@@ -3,6 +3,7 @@ copy, offline) and keep the properties the PR checks rely on."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -71,3 +72,38 @@ def test_every_policy_run_installs_the_packs_environment_first():
                 earlier = " ".join(s.get("run", "") for s in steps[:index])
                 assert "policy/venv/bin/pip install -r policy/requirements.txt" in earlier, \
                     f"{path.name}:{job_name} runs the policy pack before installing it"
+
+
+def _stack_key(job: dict) -> str | None:
+    """The expression (or quoted literal) naming the stack a job touches, from its pulumi step."""
+    for step in job["steps"]:
+        name = step.get("with", {}).get("stack-name", "")
+        if name:
+            tail = name.rsplit("/", 1)[-1]
+            found = re.fullmatch(r"\$\{\{ (.+) \}\}", tail)
+            return found.group(1) if found else f"'{tail}'"
+    return None
+
+
+def test_jobs_that_reach_a_stack_run_on_runners_chosen_per_stack():
+    """GitHub-hosted runners can't be pinned to staging's and prod's endpoint allow-lists: every
+    job that reaches a stack's cluster picks its runner labels from MLSERVE_RUNNERS by stack."""
+    reaching = 0
+    for path in WORKFLOWS:
+        for job_name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            key = _stack_key(job)
+            if key is None:
+                continue
+            reaching += 1
+            assert job["runs-on"] == (
+                f"${{{{ fromJSON(vars.MLSERVE_RUNNERS || '{{}}')[{key}] || 'ubuntu-24.04' }}}}"
+            ), f"{path.name}:{job_name}"
+    assert reaching == 4  # PR previews; deploys to dev; promotions; the drift check
+
+
+def test_promotion_takes_its_inputs_as_variables_never_as_code():
+    deploy = yaml.safe_load((ROOT_DIR / ".github/workflows/deploy.yml").read_text())
+    (step,) = [s for s in deploy["jobs"]["promote"]["steps"] if "tools.promote" in s.get("run", "")]
+    assert "${{" not in step["run"]
+    assert step["env"] == {"TARGET": "${{ inputs.target }}", "MODEL": "${{ inputs.model }}"}
+    assert '${MODEL:+--model "$MODEL"}' in step["run"]

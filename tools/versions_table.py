@@ -8,6 +8,7 @@ from __future__ import annotations
 from components.versions import (
     CHARTS,
     DEFAULT_KUBERNETES_VERSION,
+    EKS_ADDON_VERSIONS,
     SUPPORTED_KUBERNETES_VERSIONS,
     TRITON_IMAGE,
     TRITON_IMAGE_TAG,
@@ -21,6 +22,9 @@ def table() -> str:
     rows = ["| component | version | source |", "| --- | --- | --- |"]
     rows.append(f"| EKS Kubernetes | {DEFAULT_KUBERNETES_VERSION} (supported: "
                 f"{', '.join(SUPPORTED_KUBERNETES_VERSIONS)}) | AWS |")
+    for addon, version in EKS_ADDON_VERSIONS[DEFAULT_KUBERNETES_VERSION].items():
+        rows.append(f"| EKS add-on {addon} (Kubernetes {DEFAULT_KUBERNETES_VERSION}; other "
+                    f"minors in `components/versions.py`) | {version} | EKS add-ons |")
     for key, chart in CHARTS.items():
         source = chart.chart if chart.repository is None else f"{chart.repository} ({chart.chart})"
         rows.append(f"| {key} | {chart.version} | `{source}` |")

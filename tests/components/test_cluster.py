@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
-from tests.harness import ADDON_VERSIONS, evaluate, set_path, stack_config
+from components.versions import (
+    ADDON_VERSION_PATTERN,
+    EKS_ADDON_VERSIONS,
+    EKS_ADDONS,
+    SUPPORTED_KUBERNETES_VERSIONS,
+)
+from tests.harness import evaluate, set_path, stack_config
 
 EKS = "aws:eks/cluster:Cluster"
 ADDON = "aws:eks/addon:Addon"
@@ -66,27 +73,38 @@ def test_control_plane_role_trusts_only_eks(graph):
     assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 
 
-def test_every_admin_gets_an_access_entry_and_cluster_admin(graph):
-    admins = set(json.loads(stack_config(graph.stack)["mlserve:cluster"])["adminPrincipalArns"])
-    entries = graph.of_type(ENTRY)
-    assert {e.inputs["principalArn"] for e in entries} == admins
+def _access(graph, principals: set[str], policy: str) -> None:
+    entries = [e for e in graph.of_type(ENTRY) if e.inputs["principalArn"] in principals]
+    assert {e.inputs["principalArn"] for e in entries} == principals
     assert all(e.inputs["type"] == "STANDARD" for e in entries)
-    associations = graph.of_type(ASSOCIATION)
-    assert {a.inputs["principalArn"] for a in associations} == admins
+    associations = [a for a in graph.of_type(ASSOCIATION)
+                    if a.inputs["principalArn"] in principals]
+    assert {a.inputs["principalArn"] for a in associations} == principals
     for association in associations:
         assert association.inputs["policyArn"] == (
-            "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy")
+            f"arn:aws:eks::aws:cluster-access-policy/{policy}")
         assert association.inputs["accessScope"] == {"type": "cluster"}
         entry = next(e for e in entries if e.inputs["principalArn"] ==
                      association.inputs["principalArn"])
         assert entry.urn in association.dependencies
 
 
+def test_every_admin_gets_cluster_admin_and_every_preview_principal_read_only(graph):
+    cluster = json.loads(stack_config(graph.stack)["mlserve:cluster"])
+    admins, previews = set(cluster["adminPrincipalArns"]), set(cluster["previewPrincipalArns"])
+    assert admins and previews
+    assert {e.inputs["principalArn"] for e in graph.of_type(ENTRY)} == admins | previews
+    _access(graph, admins, "AmazonEKSClusterAdminPolicy")
+    # Read-only, Secrets included: refresh reads Helm releases' state (cluster.py says why).
+    _access(graph, previews, "AmazonEKSAdminViewPolicy")
+
+
 def test_removing_one_admin_leaves_the_others_untouched(prod):
     kept = "arn:aws:iam::777788889999:role/mlserve-deployer"
     graph = evaluate("prod", config=set_path(stack_config("prod"), "cluster.adminPrincipalArns",
                                              [kept]))
-    before = {e.name for e in prod.of_type(ENTRY) if e.inputs["principalArn"] == kept}
+    before = {e.name for e in prod.of_type(ENTRY) if e.inputs["principalArn"] == kept
+              or "preview" in e.name}
     assert {e.name for e in graph.of_type(ENTRY)} == before
 
 
@@ -97,15 +115,29 @@ def test_oidc_provider_for_irsa(graph):
     assert oidc.property_dependencies["url"] == [graph.one(EKS).urn]
 
 
-def test_addons_installed_with_default_versions_for_the_cluster(graph):
+def test_addons_pinned_per_kubernetes_minor(graph):
+    """Pinned, never "AWS's default today": the nightly drift check stays clean."""
     addons = {a.inputs["addonName"]: a for a in graph.of_type(ADDON)}
-    assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent",
-                           "aws-ebs-csi-driver"}
+    assert set(addons) == set(EKS_ADDONS)
     for name, addon in addons.items():
-        assert addon.inputs["addonVersion"] == ADDON_VERSIONS[name]
-    lookups = [i for i in graph.invokes if i.token == "aws:eks/getAddonVersion:getAddonVersion"]
-    assert {(i.args["addonName"], i.args["kubernetesVersion"], i.args["mostRecent"])
-            for i in lookups} == {(name, "1.35", False) for name in addons}
+        assert addon.inputs["addonVersion"] == EKS_ADDON_VERSIONS["1.35"][name]
+    assert not [i for i in graph.invokes if i.token == "aws:eks/getAddonVersion:getAddonVersion"]
+
+
+def test_the_addon_table_covers_every_supported_minor_in_eks_format():
+    assert set(EKS_ADDON_VERSIONS) == set(SUPPORTED_KUBERNETES_VERSIONS)
+    for minor, table in EKS_ADDON_VERSIONS.items():
+        assert set(table) == set(EKS_ADDONS), minor
+        for addon, version in table.items():
+            assert re.fullmatch(ADDON_VERSION_PATTERN, version), (minor, addon, version)
+        # kube-proxy follows the cluster's minor.
+        assert table["kube-proxy"].startswith(f"v{minor}."), minor
+
+
+def test_addons_follow_the_cluster_version():
+    graph = evaluate("dev", config=set_path(stack_config("dev"), "cluster.version", "1.33"))
+    proxy = next(a for a in graph.of_type(ADDON) if a.inputs["addonName"] == "kube-proxy")
+    assert proxy.inputs["addonVersion"] == EKS_ADDON_VERSIONS["1.33"]["kube-proxy"]
 
 
 def test_pinned_addon_version_wins():
@@ -113,7 +145,6 @@ def test_pinned_addon_version_wins():
                                             {"coredns": "v1.12.4-eksbuild.1"}))
     coredns = next(a for a in graph.of_type(ADDON) if a.inputs["addonName"] == "coredns")
     assert coredns.inputs["addonVersion"] == "v1.12.4-eksbuild.1"
-    assert not [i for i in graph.invokes if i.args.get("addonName") == "coredns"]
 
 
 def test_addons_with_aws_permissions_use_their_own_irsa_roles(graph):

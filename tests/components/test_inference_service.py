@@ -10,19 +10,29 @@ import urllib.request
 
 import pytest
 
+from components import naming
 from components.inference_service import alert_expressions, dashboard_queries
 from components.monitoring import PROMETHEUS_URL
 from components.versions import TRITON_IMAGE_TAG
-from tests.harness import evaluate, set_path, stack_config
+from tests.harness import ROOT_DIR, evaluate, set_path, stack_config
+from tests.kserve_schema import validate_inference_service
+from tools.models.repository import load
 from tools.models.triton import METRICS_ARGS
 
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+# The version a model serves by default: the hash of its own files.
+CIFAR10 = load(ROOT_DIR / "model_repo").models["cifar10"].content_hash
 
 
-def isvc(graph, name="cifar10"):
+def isvc(graph, name="cifar10-stable"):
     found = [r for r in graph.of_type(ISVC) if r.inputs["metadata"]["name"] == name]
-    assert len(found) == 1
+    assert len(found) == 1, [r.inputs["metadata"]["name"] for r in graph.of_type(ISVC)]
     return found[0].inputs
+
+
+def budgets(graph):
+    return {r.inputs["metadata"]["name"]: r for r in graph.of_type(PDB)}
 
 
 def served_config(graph):
@@ -33,12 +43,69 @@ def of_kind(graph, kind):
     return [r for r in graph.resources if r.custom and r.type.endswith(f":{kind}")]
 
 
-def test_one_inference_service_per_model(graph):
-    assert [r.inputs["metadata"]["name"] for r in graph.of_type(ISVC)] == ["cifar10"]
+def test_one_stable_inference_service_per_model(graph):
+    assert [r.inputs["metadata"]["name"] for r in graph.of_type(ISVC)] == ["cifar10-stable"]
     meta = isvc(graph)["metadata"]
     assert meta["namespace"] == "models"
     assert meta["annotations"] == {"serving.kserve.io/deploymentMode": "Standard",
                                    "serving.kserve.io/autoscalerClass": "keda"}
+    labels = meta["labels"]
+    assert {k: labels[k] for k in (naming.MODEL_LABEL, naming.TRACK_LABEL,
+                                   naming.VERSION_LABEL)} == {
+        naming.MODEL_LABEL: "cifar10", naming.TRACK_LABEL: "stable",
+        naming.VERSION_LABEL: CIFAR10}
+    # No predictor name: KServe names the Deployment after the InferenceService, the same for
+    # every version, and its clean-up of other predictors never fires.
+    assert "name" not in isvc(graph)["spec"]["predictor"]
+
+
+def test_a_version_change_is_a_rolling_update_that_keeps_serving(graph):
+    predictor = isvc(graph)["spec"]["predictor"]
+    assert predictor["deploymentStrategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    model = predictor["model"]
+    drain = model["lifecycle"]["preStop"]["sleep"]["seconds"]
+    # The pod keeps serving while gateways learn it's stopping, then Triton drains (30 s).
+    assert drain >= 5 and predictor["terminationGracePeriodSeconds"] >= drain + 30
+
+
+def test_pulumi_up_waits_for_the_floor_of_the_new_revision(staging, prod):
+    for graph in (staging, prod):
+        config = served_config(graph)
+        service = isvc(graph)
+        budget = budgets(graph)["cifar10-stable"]
+        assert budget.inputs["metadata"]["annotations"] == {
+            "pulumi.com/waitFor": "condition=DisruptionAllowed"}
+        # DisruptionAllowed is True when currentHealthy > minAvailable: the floor is Ready.
+        assert budget.inputs["spec"]["minAvailable"] == config["minReplicas"] - 1
+        labels = service["metadata"]["labels"]
+        assert budget.inputs["spec"]["selector"]["matchLabels"] == {
+            k: labels[k] for k in (naming.MODEL_LABEL, naming.TRACK_LABEL,
+                                   naming.REVISION_LABEL)}
+        # The failure names the model: the resource is named after it, within its timeout.
+        assert "cifar10" in budget.name
+        assert budget.custom_timeouts == {"create": "30m", "update": "30m"}
+        stable = graph.one(ISVC, "model-serving-cifar10-stable")
+        assert graph.waits_for(budget, stable)
+        route = graph.one("kubernetes:networking.istio.io/v1:VirtualService")
+        assert graph.waits_for(route, budget)
+
+
+def test_ready_timeout_per_model():
+    graph = evaluate("staging", config=set_path(
+        stack_config("staging"), "modelServing.models.cifar10.readyTimeoutMinutes", 45))
+    assert budgets(graph)["cifar10-stable"].custom_timeouts == {"create": "45m",
+                                                                "update": "45m"}
+
+
+def test_the_revision_follows_the_pod_template_not_the_scaling():
+    base = isvc(evaluate("staging"))["metadata"]["labels"][naming.REVISION_LABEL]
+    scaled = isvc(evaluate("staging", config=set_path(
+        stack_config("staging"), "modelServing.models.cifar10.maxReplicas", 9)))
+    resized = isvc(evaluate("staging", config=set_path(
+        stack_config("staging"), "modelServing.models.cifar10.memory", "10Gi")))
+    assert scaled["metadata"]["labels"][naming.REVISION_LABEL] == base
+    assert resized["metadata"]["labels"][naming.REVISION_LABEL] != base
 
 
 def test_predictor_runs_triton_on_the_configured_gpus(graph):
@@ -56,7 +123,7 @@ def test_predictor_runs_triton_on_the_configured_gpus(graph):
     assert model["protocolVersion"] == "v2"
     assert model["runtime"] == "kserve-tritonserver"
     assert model["runtimeVersion"] == TRITON_IMAGE_TAG
-    assert model["storageUri"] == graph.exports["modelStorageUri"]
+    assert model["storageUri"] == f"s3://{graph.exports['modelBucketName']}/models/{CIFAR10}"
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert model["resources"]["requests"]["cpu"] == config["cpu"]
     assert model["resources"]["limits"]["memory"] == config["memory"]
@@ -76,10 +143,9 @@ def test_keda_scales_on_tritons_backlog(graph):
     external = metric["external"]
     assert external["metric"]["backend"] == "prometheus"
     assert external["metric"]["serverAddress"] == PROMETHEUS_URL
-    version = graph.exports["modelContentHash"]
     assert external["metric"]["query"] == (
         'sum(nv_inference_pending_request_count{namespace="models",model="cifar10",'
-        f'pod=~"cifar10-v-{version[:10]}-predictor-.*"}})')
+        'pod=~"cifar10-stable-predictor-.*"})')
     assert external["target"] == {"type": "Value", "value": str(config["targetPendingRequests"])}
     assert scaling["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
     assert scaling["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == \
@@ -91,9 +157,7 @@ def test_scale_from_zero_wakes_on_gateway_requests(dev, prod):
     assert len(metrics) == 2
     demand = metrics[1]["external"]
     assert demand["metric"]["query"].startswith("clamp_max(sum(rate(istio_requests_total{")
-    version = dev.exports["modelContentHash"][:10]
-    assert f'destination_service_name="cifar10-v-{version}-predictor"' in \
-        demand["metric"]["query"]
+    assert 'destination_service_name="cifar10-stable-predictor"' in demand["metric"]["query"]
     assert demand["target"]["value"] == "1"
     monitors = [r.inputs["metadata"]["name"] for r in of_kind(dev, "PodMonitor")]
     assert "istio-ingressgateway" in monitors
@@ -103,13 +167,12 @@ def test_scale_from_zero_wakes_on_gateway_requests(dev, prod):
 
 
 def test_route_at_the_gateway(graph):
-    version = graph.exports["modelContentHash"][:10]
     (route,) = of_kind(graph, "VirtualService")
     spec = route.inputs["spec"]
     assert spec["hosts"] == ["cifar10-models.example.com"]
     assert spec["gateways"] == ["models/models-gateway"]
     assert spec["http"] == [{"route": [{"destination": {
-        "host": f"cifar10-v-{version}-predictor.models.svc.cluster.local",
+        "host": "cifar10-stable-predictor.models.svc.cluster.local",
         "port": {"number": 80}}, "weight": 100}]}]
     (gateway,) = [g for g in of_kind(graph, "Gateway")
                   if g.inputs["metadata"]["name"] == "models-gateway"]
@@ -138,7 +201,7 @@ def test_scale_to_zero_only_where_allowed(dev, prod):
     assert "modelServing.allowScaleToZero" in str(graph.error) and graph.resources == []
 
 
-# ---- canary: deploy, promote, roll back -----------------------------------------------------
+# ---- canary (deploy, promote and roll back: tests/components/test_rollout_contract.py) ----
 
 OLD = "0123456789abcdef0123"
 
@@ -148,46 +211,61 @@ def canary_stack(**canary):
     return set_path(config, "modelServing.models.cifar10.canary", canary)
 
 
-def test_canary_sends_a_share_to_the_new_content_hash():
+def test_canary_is_its_own_inference_service_with_a_share_of_the_route():
     graph = evaluate("staging", config=canary_stack(percent=10))
-    spec = isvc(graph)["spec"]
-    new = graph.exports["modelContentHash"]
-    assert spec["predictor"]["name"] == f"v-{OLD[:10]}"
-    assert spec["predictor"]["model"]["storageUri"].endswith(f"/models/{OLD}")
-    (canary,) = spec["canary"]
-    assert canary["trafficPercent"] == 10
-    assert canary["predictor"]["name"] == f"v-{new[:10]}"
-    assert canary["predictor"]["model"]["storageUri"] == graph.exports["modelStorageUri"]
-    assert canary["predictor"]["minReplicas"] == 1
-    assert "autoScaling" not in canary["predictor"] and "maxReplicas" not in canary["predictor"]
-    assert graph.exports["models"]["cifar10"]["canaryVersion"] == new
+    stable, canary = isvc(graph), isvc(graph, "cifar10-canary")
+    assert stable["metadata"]["labels"][naming.VERSION_LABEL] == OLD
+    assert stable["spec"]["predictor"]["model"]["storageUri"].endswith(f"/models/{OLD}")
+    assert "canary" not in stable["spec"], "KServe's in-place canary isn't used"
+    assert canary["metadata"]["labels"][naming.TRACK_LABEL] == "canary"
+    assert canary["metadata"]["labels"][naming.VERSION_LABEL] == CIFAR10
+    assert canary["spec"]["predictor"]["model"]["storageUri"].endswith(f"/models/{CIFAR10}")
+    assert graph.exports["models"]["cifar10"]["canaryVersion"] == CIFAR10
     (route,) = of_kind(graph, "VirtualService")
     weights = {r["destination"]["host"].split(".")[0]: r["weight"]
                for r in route.inputs["spec"]["http"][0]["route"]}
-    assert weights == {f"cifar10-v-{OLD[:10]}-predictor": 90,
-                       f"cifar10-v-{new[:10]}-predictor": 10}
+    assert weights == {"cifar10-stable-predictor": 90, "cifar10-canary-predictor": 10}
+    # The route moves traffic to the canary only once its replicas are Ready.
+    canary_budget = budgets(graph)["cifar10-canary"]
+    assert canary_budget.inputs["spec"]["minAvailable"] == 0  # one replica: DisruptionAllowed
+    assert graph.waits_for(graph.one("kubernetes:networking.istio.io/v1:VirtualService"),
+                           canary_budget)
+    for service in (stable, canary):
+        assert validate_inference_service(service) == []
 
 
-def test_promoting_keeps_the_canarys_deployment_and_rollback_removes_it():
-    with_canary = isvc(evaluate("staging", config=canary_stack(percent=25)))
-    canary_name = with_canary["spec"]["canary"][0]["predictor"]["name"]
-    promoted = isvc(evaluate("staging"))  # version back to the repository's: the canary's
-    assert promoted["spec"]["predictor"]["name"] == canary_name
-    assert "canary" not in promoted["spec"]
-    rolled_back = isvc(evaluate("staging", config=set_path(
-        stack_config("staging"), "modelServing.models.cifar10.version", OLD)))
-    assert rolled_back["spec"]["predictor"] == with_canary["spec"]["predictor"]
-    assert "canary" not in rolled_back["spec"]
+def test_a_fixed_canary_under_keda_creates_no_empty_scaled_object():
+    """KServe builds a canary's autoscaler from the InferenceService's annotations; a ScaledObject
+    without triggers is refused by KEDA's webhook. A fixed canary has autoscaler class none:
+    KServe sets the Deployment's replicas and creates no autoscaler."""
+    config = set_path(canary_stack(percent=10, replicas=2), "gpuNodeGroups[0].maxSize", 4)
+    canary = isvc(evaluate("staging", config=config), "cifar10-canary")
+    assert canary["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "none"
+    assert canary["spec"]["predictor"]["minReplicas"] == 2
+    assert "autoScaling" not in canary["spec"]["predictor"]
+
+
+def test_a_growing_canary_scales_on_its_own_pods():
+    graph = evaluate("staging", config=canary_stack(percent=50, replicas=1, maxReplicas=3))
+    canary = isvc(graph, "cifar10-canary")
+    predictor = canary["spec"]["predictor"]
+    assert canary["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 3)
+    queries = [m["external"]["metric"]["query"] for m in predictor["autoScaling"]["metrics"]]
+    assert queries and all('pod=~"cifar10-canary-predictor-.*"' in q for q in queries)
+    stable_queries = [m["external"]["metric"]["query"]
+                      for m in isvc(graph)["spec"]["predictor"]["autoScaling"]["metrics"]]
+    assert all('pod=~"cifar10-stable-predictor-.*"' in q for q in stable_queries)
 
 
 def test_canary_rules():
-    graph = evaluate("dev", config=set_path(stack_config("dev"),
-                                            "modelServing.models.cifar10.canary", {"percent": 5}))
-    assert "canary: needs minReplicas >= 1" in str(graph.error)
     same = set_path(stack_config("staging"), "modelServing.models.cifar10.canary",
                     {"percent": 5})
     assert "canary must differ from the served version" in str(evaluate("staging",
                                                                         config=same).error)
+    shrinking = canary_stack(percent=5, replicas=3, maxReplicas=2)
+    assert "canary.maxReplicas: must be >= replicas (3), got 2" in str(
+        evaluate("staging", config=shrinking).error)
 
 
 # ---- watching -------------------------------------------------------------------------------
@@ -195,8 +273,8 @@ def test_canary_rules():
 def test_pod_monitor_scrapes_triton_metrics(graph):
     (monitor,) = [m for m in of_kind(graph, "PodMonitor")
                   if m.inputs["metadata"]["name"] == "cifar10-triton"]
-    assert monitor.inputs["spec"]["selector"] == {
-        "matchLabels": {"serving.kserve.io/inferenceservice": "cifar10"}}
+    # Every track's pods: KServe copies the InferenceService's labels onto them.
+    assert monitor.inputs["spec"]["selector"] == {"matchLabels": {"mlserve.io/model": "cifar10"}}
     assert monitor.inputs["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
     permissive = [p for p in of_kind(graph, "PeerAuthentication")
                   if p.inputs["metadata"]["name"] == "cifar10-metrics"][0]
@@ -229,10 +307,11 @@ def test_dashboard_per_model(graph):
         assert needed in titles
 
 
-def test_disruption_budget_when_two_or_more_replicas(dev, prod):
-    assert dev.of_type("kubernetes:policy/v1:PodDisruptionBudget") == []
-    (budget,) = prod.of_type("kubernetes:policy/v1:PodDisruptionBudget")
-    assert budget.inputs["spec"]["minAvailable"] == 1
+def test_one_disruption_budget_per_track_with_a_floor(dev, staging, prod):
+    # One budget per pod (the eviction API refuses pods under two), none at zero replicas.
+    assert dev.of_type(PDB) == []
+    assert budgets(staging)["cifar10-stable"].inputs["spec"]["minAvailable"] == 0
+    assert budgets(prod)["cifar10-stable"].inputs["spec"]["minAvailable"] == 1
 
 
 def test_only_the_gateway_and_prometheus_reach_model_pods(graph):
@@ -278,7 +357,7 @@ def test_outputs_per_model(graph):
     assert endpoint["host"] == "cifar10-models.example.com"
     assert endpoint["url"].startswith("http://k8s-istiosys-") and \
         endpoint["url"].endswith("/v2/models/cifar10/infer")
-    assert endpoint["version"] == graph.exports["modelContentHash"]
+    assert endpoint["version"] == graph.exports["modelVersions"]["cifar10"]
     assert shlex.split(endpoint["curl"])[0] == "curl"
 
 
@@ -366,9 +445,20 @@ def test_triton_tag_from_config_reaches_the_model():
     assert isvc(graph)["spec"]["predictor"]["model"]["runtimeVersion"] == "26.08-py3"
 
 
-def test_canary_version_required_when_the_repository_is_pinned():
-    config = set_path(stack_config("staging"), "modelRepository.version", OLD)
-    config = set_path(config, "modelServing.models.cifar10.canary", {"percent": 10})
+def test_model_plan_problems_are_reported_together():
+    config = set_path(stack_config("staging"), "modelServing.models.cifar10.canary",
+                      {"percent": 5})
+    config = set_path(config, "modelServing.models.ghost", {"gpuPool": "a10g"})
+    config = set_path(config, "gpuNodeGroups[0].maxSize", 5)
     graph = evaluate("staging", config=config)
-    assert "canary.version: must be set when modelRepository.version is pinned" in \
-        str(graph.error)
+    assert graph.resources == [] and [p.split(":", 2)[1] for p in graph.error.problems] == [
+        "modelServing.models.ghost", "modelServing.models.cifar10.canary.version"]
+
+
+def test_model_pods_run_as_tritons_own_user(graph):
+    """The Triton image declares no USER: runAsNonRoot alone would stop the pod from starting, so
+    the pod names Triton's uid (1000, asserted by Triton's own image build)."""
+    for service in graph.of_type(ISVC):
+        context = service.inputs["spec"]["predictor"]["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert context["runAsUser"] == context["runAsGroup"] == 1000

@@ -119,3 +119,96 @@ def test_reader_trust_follows_serving_config():
     role = graph.one("aws:iam/role:Role", "models-reader-role")
     condition = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]
     assert "system:serviceaccount:ml:triton" in condition["StringEquals"].values()
+
+
+# ---- promotion across accounts: the next stage's deployer may read the model versions ---------
+
+STAGING_DEPLOYER = "arn:aws:iam::444455556666:role/mlserve-deployer"
+
+
+def statements(document):
+    return {s["Sid"]: s for s in json.loads(document)["Statement"]}
+
+
+def with_readers(readers, stack="dev"):
+    graph = evaluate(stack, config=set_path(stack_config(stack), "modelBucket.promotionReaders",
+                                            readers))
+    assert graph.error is None, graph.error
+    return graph
+
+
+def test_promotion_readers_may_get_model_versions_and_nothing_else():
+    graph = with_readers([STAGING_DEPLOYER, "arn:aws:iam::777788889999:root"])
+    arn = f"arn:aws:s3:::{graph.exports['modelBucketName']}"
+    policy = statements(attached(graph, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    assert set(policy) == {"DenyInsecureTransport", "DenyOutdatedTls",
+                           "PromotionReadersGetModelVersions"}
+    grant = policy["PromotionReadersGetModelVersions"]
+    assert grant == {"Sid": "PromotionReadersGetModelVersions", "Effect": "Allow",
+                     "Principal": {"AWS": ["arn:aws:iam::444455556666:role/mlserve-deployer",
+                                           "arn:aws:iam::777788889999:root"]},
+                     "Action": "s3:GetObject", "Resource": f"{arn}/models/*"}
+    # The TLS-only denies are untouched, and an explicit deny wins over the grant.
+    assert policy["DenyInsecureTransport"]["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}}
+    assert policy["DenyOutdatedTls"]["Condition"] == {"NumericLessThan": {"s3:TlsVersion": "1.2"}}
+    assert all(policy[s]["Principal"] == "*" and policy[s]["Action"] == "s3:*"
+               for s in ("DenyInsecureTransport", "DenyOutdatedTls"))
+
+
+def test_promotion_readers_may_decrypt_only_through_s3_for_this_bucket():
+    graph = with_readers([STAGING_DEPLOYER])
+    arn = f"arn:aws:s3:::{graph.exports['modelBucketName']}"
+    key = statements(graph.one("aws:kms/key:Key", "models-key").inputs["policy"])
+    assert key["Enable IAM User Permissions"] == {
+        "Sid": "Enable IAM User Permissions", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*",
+        "Resource": "*"}
+    assert key["PromotionReadersDecryptThroughS3"] == {
+        "Sid": "PromotionReadersDecryptThroughS3", "Effect": "Allow",
+        "Principal": {"AWS": [STAGING_DEPLOYER]}, "Action": "kms:Decrypt", "Resource": "*",
+        "Condition": {"StringEquals": {"kms:ViaService": "s3.us-west-2.amazonaws.com",
+                                       "kms:EncryptionContext:aws:s3:arn": arn}}}
+
+
+def test_without_readers_the_key_policy_is_awss_default_so_removing_one_revokes_it():
+    graph = with_readers([])
+    key = statements(graph.one("aws:kms/key:Key", "models-key").inputs["policy"])
+    assert list(key) == ["Enable IAM User Permissions"]
+    policy = statements(attached(graph, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    assert "PromotionReadersGetModelVersions" not in policy
+
+
+def test_promotion_readers_follow_the_prefix():
+    config = set_path(stack_config("dev"), "modelBucket.promotionReaders", [STAGING_DEPLOYER])
+    graph = evaluate("dev", config=set_path(config, "modelRepository.prefix", "team-a/models"))
+    policy = statements(attached(graph, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    assert policy["PromotionReadersGetModelVersions"]["Resource"].endswith(
+        "/team-a/models/*")
+
+
+def test_the_example_stacks_let_the_next_stage_promote(dev, staging, prod):
+    """dev -> staging -> prod live in three accounts: each bucket names the next deployer."""
+    def readers(graph):
+        policy = statements(attached(graph, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+        grant = policy.get("PromotionReadersGetModelVersions")
+        return grant["Principal"]["AWS"] if grant else []
+
+    assert readers(dev) == ["arn:aws:iam::444455556666:role/mlserve-deployer"]
+    assert readers(staging) == ["arn:aws:iam::777788889999:role/mlserve-deployer"]
+    assert readers(prod) == []
+    for graph in (dev, staging):
+        assert "PromotionReadersDecryptThroughS3" in statements(
+            graph.one("aws:kms/key:Key", "models-key").inputs["policy"])
+
+
+def test_promotion_reader_rules():
+    from tests.components.test_config import rejected
+
+    assert "mlserve:modelBucket.promotionReaders[0]: must match" in rejected(
+        "dev", {"modelBucket.promotionReaders": ["staging"]}).problems[0]
+    assert rejected("dev", {"modelBucket.promotionReaders": [STAGING_DEPLOYER] * 2}).problems[
+        0].startswith("mlserve:modelBucket.promotionReaders: must not repeat a principal")
+    local = rejected("local", {"modelBucket.promotionReaders": [STAGING_DEPLOYER]})
+    assert ("mlserve:modelBucket.promotionReaders: only with mode create (grant a bucket the "
+            "stack doesn't own in its own policy)") in local.problems

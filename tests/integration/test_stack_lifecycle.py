@@ -55,7 +55,7 @@ def test_up_smoke_preview_destroy():
         outputs = stack.outputs()["models"].value
         endpoints = [smoke.Endpoint(m, v["url"].split("/v2/models/")[0], v["host"])
                      for m, v in outputs.items()]
-        assert smoke.run(endpoints)
+        assert smoke.run(endpoints, wait=900)  # dev scales to zero: the first request wakes it
         stack.preview(expect_no_changes=True, on_output=print)
     finally:
         stack.destroy(on_output=print)

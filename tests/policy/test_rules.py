@@ -1,5 +1,6 @@
-"""policy/rules.py: every rule fails on a bad fixture and passes on a good one, and every shipped
-stack, evaluated under the mocks, passes the whole pack."""
+"""policy/rules.py: every rule fails on a bad fixture and passes on a good one, called directly
+and through pulumi-policy's own analyzer (the shipped stacks' graphs go through the analyzer in
+test_engine_path.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from policy.baseline import WAIVERS_TAG
 from policy.rules import RULES
-from tests.harness import STACKS, Graph, evaluate, set_path, stack_config
+from tests.harness import Graph
+from tests.policy.engine import PolicyPack, Resource
 
 
 @dataclass
@@ -57,33 +60,68 @@ def violations(resources: list[View]) -> list[str]:
     return [f"{rule.name}: {message}" for rule in RULES for message in apply(rule, resources)]
 
 
-def test_at_least_25_rules_each_documented():
+
+def to_engine(views_: list[View]) -> list[Resource]:
+    """Hand-written fixtures as the engine would hold them (inputs = outputs)."""
+    done: dict[int, Resource] = {}
+
+    def convert(view: View) -> Resource:
+        if id(view) not in done:
+            done[id(view)] = Resource(
+                view.resource_type, json.loads(json.dumps(view.props)), urn=view.urn,
+                name=view.name, protect=bool(view.opts.protect),
+                provider=convert(view.provider) if view.provider is not None else None,
+                property_dependencies={k: [v.urn for v in deps]
+                                       for k, deps in view.property_dependencies.items()})
+        return done[id(view)]
+
+    return [convert(v) for v in views_]
+
+
+def test_rules_are_documented():
     assert len(RULES) >= 25
     assert len({r.name for r in RULES}) == len(RULES)
     for rule in RULES:
         assert rule.description.endswith((".", ")")), rule.name
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_every_shipped_stack_passes_the_whole_pack(stack, request):
-    assert violations(views(request.getfixturevalue(stack))) == []
-
-
-def test_the_local_stack_passes_too():
-    graph = evaluate("local")
-    assert graph.error is None
-    assert violations(views(graph)) == []
-
-
-def test_the_seldon_variant_passes_too():
-    graph = evaluate("dev", config=set_path(stack_config("dev"), "modelServing.backend", "seldon"))
-    assert violations(views(graph)) == []
+def test_the_pack_sees_the_real_graph(prod):
+    """Not vacuous: breaking the recorded prod graph makes the stack rules fire."""
+    resources = views(prod)
+    assert violations(resources) == []
+    for view in resources:
+        if view.resource_type == "aws:s3/bucket:Bucket":
+            view.opts = SimpleNamespace(protect=False)
+        if view.resource_type == "aws:s3/bucketVersioning:BucketVersioning":
+            view.property_dependencies = {"bucket": []}
+    found = violations(resources)
+    assert any(v.startswith("prod-bucket-protected:") for v in found)
+    assert any(v.startswith("s3-versioning:") for v in found)
 
 
 # ---- a failing and a passing fixture per rule -----------------------------------------------
 
-PROD_PROVIDER = View("pulumi:providers:aws", {"defaultTags": json.dumps(
-    {"tags": {"mlserve:environment": "prod"}})}, urn="urn:provider")
+ACCOUNT = "777788889999"
+
+
+def provider(environment: str = "prod", waivers: str = "", accounts: tuple[str, ...] = (ACCOUNT,),
+             urn: str = "urn:provider") -> View:
+    tags = {"mlserve:environment": environment, **({WAIVERS_TAG: waivers} if waivers else {})}
+    return View("pulumi:providers:aws", {"defaultTags": json.dumps({"tags": tags}),
+                                         "allowedAccountIds": json.dumps(list(accounts))},
+                urn=urn, name="aws")
+
+
+PROD_PROVIDER = provider()
+DEV_PROVIDER = provider("dev", urn="urn:dev-provider")
+
+
+def tls_policy(*floors: str) -> str:
+    statements = [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                   "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]
+    statements += [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                    "Condition": {"NumericLessThan": {"s3:TlsVersion": floor}}} for floor in floors]
+    return json.dumps({"Statement": statements})
 
 
 def bucket_stack(**overrides: Any) -> list[View]:
@@ -103,10 +141,8 @@ def bucket_stack(**overrides: Any) -> list[View]:
         "versioning": View("aws:s3/bucketVersioning:BucketVersioning",
                            {"versioningConfiguration": {"status": "Enabled"}},
                            property_dependencies=deps),
-        "policy": View("aws:s3/bucketPolicy:BucketPolicy", {"policy": json.dumps({"Statement": [
-            {"Effect": "Deny", "Principal": "*", "Action": "s3:*",
-             "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})},
-            property_dependencies=deps),
+        "policy": View("aws:s3/bucketPolicy:BucketPolicy", {"policy": tls_policy("1.2")},
+                       property_dependencies=deps),
         "ownership": View("aws:s3/bucketOwnershipControls:BucketOwnershipControls",
                           {"rule": {"objectOwnership": "BucketOwnerEnforced"}},
                           property_dependencies=deps),
@@ -114,40 +150,77 @@ def bucket_stack(**overrides: Any) -> list[View]:
     for key, value in overrides.items():
         if value is None:
             configs.pop(key)
+        elif isinstance(value, str):  # a bucket policy document
+            configs[key] = View("aws:s3/bucketPolicy:BucketPolicy", {"policy": value},
+                                property_dependencies=deps)
         else:
             configs[key] = value
     return [PROD_PROVIDER, bucket, *configs.values()]
 
 
-GOOD_ISVC = {"metadata": {"name": "m"}, "spec": {"predictor": {
+GOOD_ISVC = {"metadata": {"name": "m", "namespace": "models"}, "spec": {"predictor": {
     "minReplicas": 2, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
-    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    "nodeSelector": {"mlserve.io/pool": "a10g"},
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"}},
     "model": {"storageUri": "s3://b/models/0123456789abcdef0123",
               "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
                             "limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}}}}}}
+ISVC_TYPE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+SELDON_TYPE = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 
 
-def isvc(**predictor: Any) -> View:
+def isvc(labels: dict[str, str] | None = None, **predictor: Any) -> View:
     body = json.loads(json.dumps(GOOD_ISVC))
     body["spec"]["predictor"].update(predictor)
-    return View("kubernetes:serving.kserve.io/v1beta1:InferenceService", body, provider=PROD_PROVIDER)
+    if labels:
+        body["metadata"]["labels"] = labels
+    return View(ISVC_TYPE, body, provider=PROD_PROVIDER, name="m")
 
 
 def model(**changes: Any) -> View:
     body = json.loads(json.dumps(GOOD_ISVC))
     body["spec"]["predictor"]["model"].update(changes)
-    return View("kubernetes:serving.kserve.io/v1beta1:InferenceService", body)
+    return View(ISVC_TYPE, body)
+
+
+def canary(**changes: Any) -> View:
+    body = json.loads(json.dumps(GOOD_ISVC))
+    body["spec"]["canary"] = [{"predictor": {**body["spec"]["predictor"], **changes}}]
+    return View(ISVC_TYPE, body)
+
+
+def seldon(replicas: int = 2, **pod: Any) -> View:
+    spec = {"nodeSelector": {"mlserve.io/pool": "a10g"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                             "effect": "NoSchedule"}],
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "m", "resources": GOOD_ISVC["spec"]["predictor"]["model"][
+                "resources"]}]}
+    spec.update(pod)
+    return View(SELDON_TYPE, {"metadata": {"name": "m", "namespace": "models"}, "spec": {
+        "predictors": [{"name": "default",
+                        "graph": {"name": "m", "modelUri": "s3://b/models/0123456789abcdef0123"},
+                        "componentSpecs": [{"spec": spec,
+                                            "kedaSpec": {"minReplicaCount": replicas}}]}]}},
+        name="m")
 
 
 EKS_GOOD = {"version": "1.35", "accessConfig": {"authenticationMode": "API"},
-            "encryptionConfig": {"resources": ["secrets"]},
+            "encryptionConfig": {"resources": ["secrets"]}, "deletionProtection": True,
             "enabledClusterLogTypes": ["api", "audit", "authenticator"],
             "vpcConfig": {"endpointPrivateAccess": True, "endpointPublicAccess": True,
                           "publicAccessCidrs": ["198.51.100.0/24"]}}
 
 
-def eks(**changes: Any) -> View:
-    return View("aws:eks/cluster:Cluster", {**EKS_GOOD, **changes}, provider=PROD_PROVIDER)
+def eks(provider_: View = PROD_PROVIDER, **changes: Any) -> View:
+    return View("aws:eks/cluster:Cluster", {**EKS_GOOD, **changes}, provider=provider_)
+
+
+def endpoint(*cidrs: str, public: bool = True) -> dict[str, Any]:
+    return {"vpcConfig": {"endpointPrivateAccess": True, "endpointPublicAccess": public,
+                          "publicAccessCidrs": list(cidrs)}}
 
 
 LT_GOOD = {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
@@ -162,7 +235,73 @@ def role(statement: dict[str, Any]) -> View:
     return View("aws:iam/role:Role", {"assumeRolePolicy": json.dumps({"Statement": [statement]})})
 
 
-PDB = View("kubernetes:policy/v1:PodDisruptionBudget", {"metadata": {"name": "m"}})
+PDB = View("kubernetes:policy/v1:PodDisruptionBudget", {
+    "metadata": {"name": "m", "namespace": "models"},
+    "spec": {"minAvailable": 1, "selector": {"matchLabels": {
+        "serving.kserve.io/inferenceservice": "m"}}}})
+SELDON_PDB = View("kubernetes:policy/v1:PodDisruptionBudget", {
+    "metadata": {"name": "m", "namespace": "models"},
+    "spec": {"minAvailable": 1, "selector": {"matchLabels": {"seldon-deployment-id": "m"}}}})
+
+
+def log_group(name: str, days: int, urn: str = "") -> View:
+    return View("aws:cloudwatch/logGroup:LogGroup", {"name": name, "retentionInDays": days},
+                urn=urn or f"urn:lg:{name}")
+
+
+def vpc_stack(flow_log_days: int | None = 90) -> list[View]:
+    vpc = View("aws:ec2/vpc:Vpc", {"cidrBlock": "10.0.0.0/16"}, urn="urn:vpc", name="vpc")
+    stack = [PROD_PROVIDER, vpc]
+    if flow_log_days is not None:
+        group = log_group("/mlserve/x/vpc-flow-log", flow_log_days)
+        stack += [group, View("aws:ec2/flowLog:FlowLog", {"trafficType": "REJECT"},
+                              property_dependencies={"vpcId": [vpc], "logDestination": [group]})]
+    return stack
+
+
+def nat_stack(nat_zones: tuple[str, ...], provider_: View = PROD_PROVIDER) -> list[View]:
+    private = [View("aws:ec2/subnet:Subnet", {
+        "availabilityZone": f"us-west-2{z}", "tags": {"kubernetes.io/role/internal-elb": "1"}},
+        urn=f"urn:private-{z}") for z in "abc"]
+    public = {z: View("aws:ec2/subnet:Subnet", {
+        "availabilityZone": f"us-west-2{z}", "tags": {"kubernetes.io/role/elb": "1"}},
+        urn=f"urn:public-{z}") for z in "abc"}
+    nats = [View("aws:ec2/natGateway:NatGateway", {}, urn=f"urn:nat-{z}",
+                 property_dependencies={"subnetId": [public[z]]}) for z in nat_zones]
+    return [provider_, *private, *public.values(), *nats]
+
+
+def access_entry(arn: str) -> View:
+    return View("aws:eks/accessEntry:AccessEntry", {"principalArn": arn, "type": "STANDARD"},
+                urn=f"urn:entry:{arn}")
+
+
+def release(chart: str, values: dict[str, Any]) -> View:
+    return View("kubernetes:helm.sh/v3:Release", {"chart": chart, "version": "1.0.0",
+                                                  "values": values}, name=f"release-{chart}")
+
+
+HA_CERT_MANAGER = {"replicaCount": 2, "webhook": {"replicaCount": 2},
+                   "cainjector": {"replicaCount": 2}}
+
+
+def kps(route_receiver: str = "mlserve", receivers: list[dict[str, Any]] | None = None,
+        **alertmanager: Any) -> View:
+    receivers = receivers if receivers is not None else [
+        {"name": "null"}, {"name": "mlserve", "sns_configs": [{"topic_arn": "arn"}]}]
+    return release("kube-prometheus-stack", {
+        "prometheus": {"prometheusSpec": {"replicas": 2}},
+        "alertmanager": {"alertmanagerSpec": {"replicas": 2},
+                         "config": {"route": {"receiver": route_receiver},
+                                    "receivers": receivers}, **alertmanager}})
+
+
+def spot_pool(capacity: str, provider_: View = PROD_PROVIDER) -> list[View]:
+    group = View("aws:eks/nodeGroup:NodeGroup", {"capacityType": capacity,
+                                                 "labels": {"mlserve.io/pool": "a10g"}},
+                 name="a10g")
+    return [provider_, group, isvc(), PDB]
+
 
 FIXTURES: dict[str, tuple[list[View], list[View]]] = {
     # rule: (violating resources, compliant resources)
@@ -173,6 +312,7 @@ FIXTURES: dict[str, tuple[list[View], list[View]]] = {
          "restrictPublicBuckets": True}, property_dependencies={"bucket": []})), bucket_stack()),
     "s3-versioning": (bucket_stack(versioning=None), bucket_stack()),
     "s3-tls-only": (bucket_stack(policy=None), bucket_stack()),
+    "s3-tls-floor": (bucket_stack(policy=tls_policy("1.0")), bucket_stack(policy=tls_policy("1.3"))),
     "s3-no-public-acl": ([View("aws:s3/bucket:Bucket", {"acl": "public-read"})],
                          [View("aws:s3/bucket:Bucket", {"acl": "private"})]),
     "s3-acls-disabled": (bucket_stack(ownership=None), bucket_stack()),
@@ -184,10 +324,16 @@ FIXTURES: dict[str, tuple[list[View], list[View]]] = {
     "eks-api-authentication": ([eks(accessConfig={"authenticationMode": "API_AND_CONFIG_MAP"})],
                                [eks()]),
     "eks-audit-logging": ([eks(enabledClusterLogTypes=["api"])], [eks()]),
-    "eks-endpoint-restricted": ([eks(vpcConfig={"endpointPrivateAccess": True,
-                                                "endpointPublicAccess": True,
-                                                "publicAccessCidrs": ["0.0.0.0/0"]})], [eks()]),
+    "eks-endpoint-restricted": ([eks(**endpoint("0.0.0.0/1", "128.0.0.0/1"))], [eks()]),
     "eks-supported-version": ([eks(version="1.29")], [eks()]),
+    "prod-eks-deletion-protection": ([eks(deletionProtection=False)],
+                                     [eks(), eks(DEV_PROVIDER, deletionProtection=False)]),
+    "prod-audit-log-retention": ([PROD_PROVIDER, log_group("/aws/eks/c/cluster", 1)],
+                                 [PROD_PROVIDER, log_group("/aws/eks/c/cluster", 365)]),
+    "prod-vpc-flow-logs": (vpc_stack(None), vpc_stack(90)),
+    "prod-nat-per-az": (nat_stack(("a",)), nat_stack(("a", "b", "c"))),
+    "admins-own-account": ([PROD_PROVIDER, access_entry("arn:aws:iam::999999999999:role/x")],
+                           [PROD_PROVIDER, access_entry(f"arn:aws:iam::{ACCOUNT}:role/x")]),
     "node-imdsv2": ([View("aws:ec2/launchTemplate:LaunchTemplate", {**LT_GOOD, "metadataOptions":
                           {"httpTokens": "optional", "httpPutResponseHopLimit": 2}})],
                     [View("aws:ec2/launchTemplate:LaunchTemplate", LT_GOOD)]),
@@ -214,6 +360,9 @@ FIXTURES: dict[str, tuple[list[View], list[View]]] = {
     "no-access-keys": ([View("aws:iam/accessKey:AccessKey", {})], []),
     "helm-release-pinned": ([View("kubernetes:helm.sh/v3:Release", {"version": "^1.2"})],
                             [View("kubernetes:helm.sh/v3:Release", {"version": "v1.21.1"})]),
+    "prod-high-availability": ([PROD_PROVIDER, release("cert-manager", {"replicaCount": 1})],
+                               [PROD_PROVIDER, release("cert-manager", HA_CERT_MANAGER)]),
+    "prod-alert-receiver": ([PROD_PROVIDER, kps("null")], [PROD_PROVIDER, kps()]),
     "model-resources-set": ([model(resources={"limits": {"nvidia.com/gpu": "1"}})], [model()]),
     "model-gpu-toleration": ([isvc(tolerations=[])], [isvc()]),
     "model-non-root": ([isvc(securityContext={})], [isvc()]),
@@ -228,8 +377,105 @@ FIXTURES: dict[str, tuple[list[View], list[View]]] = {
          View("kubernetes:core/v1:Secret", {
              "metadata": {"annotations": {"serving.kserve.io/s3-endpoint": "minio:9000"}},
              "stringData": {"AWS_ACCESS_KEY_ID": "minio-user"}})]),
-    "prod-model-availability": ([PROD_PROVIDER, isvc(minReplicas=1)], [PROD_PROVIDER, isvc(), PDB]),
+    "prod-model-availability": ([PROD_PROVIDER, isvc(minReplicas=1), PDB],
+                                [PROD_PROVIDER, isvc(), PDB]),
+    "prod-model-capacity-on-demand": (spot_pool("SPOT"), spot_pool("ON_DEMAND")),
 }
+
+# More cases per rule: (rule, resources, expected to fire).
+CASES: list[tuple[str, str, list[View], bool]] = [
+    ("public endpoint: 0.0.0.0/0 in prod", "eks-endpoint-restricted",
+     [eks(**endpoint("0.0.0.0/0"))], True),
+    ("public endpoint: no CIDRs means 0.0.0.0/0", "eks-endpoint-restricted",
+     [eks(**endpoint())], True),
+    ("public endpoint: more than a /16 in prod", "eks-endpoint-restricted",
+     [eks(**endpoint("198.51.0.0/16", "203.0.113.0/24"))], True),
+    ("public endpoint: exactly a /16 in prod", "eks-endpoint-restricted",
+     [eks(**endpoint("198.51.0.0/16"))], False),
+    ("public endpoint: private CIDR anywhere", "eks-endpoint-restricted",
+     [eks(DEV_PROVIDER, **endpoint("10.0.0.0/8"))], True),
+    ("public endpoint: 0.0.0.0/0 in dev", "eks-endpoint-restricted",
+     [eks(DEV_PROVIDER, **endpoint("0.0.0.0/0"))], False),
+    ("public endpoint: off", "eks-endpoint-restricted",
+     [eks(**endpoint("0.0.0.0/0", public=False))], False),
+    ("public endpoint: no provider fails closed to prod", "eks-endpoint-restricted",
+     [eks(None, **endpoint("0.0.0.0/0"))], True),
+    ("TLS floor missing", "s3-tls-floor", bucket_stack(policy=tls_policy()), True),
+    ("TLS floor 1.1", "s3-tls-floor", bucket_stack(policy=tls_policy("1.1")), True),
+    ("TLS floor 1.2", "s3-tls-floor", bucket_stack(policy=tls_policy("1.2")), False),
+    ("audit logs that never expire", "prod-audit-log-retention",
+     [PROD_PROVIDER, log_group("/aws/eks/c/cluster", 0)], False),
+    ("audit logs in dev", "prod-audit-log-retention",
+     [DEV_PROVIDER, log_group("/aws/eks/c/cluster", 1)], False),
+    ("flow log kept a day", "prod-vpc-flow-logs", vpc_stack(1), True),
+    ("single NAT waived", "prod-nat-per-az",
+     nat_stack(("a",), provider("prod", "singleNatGateway")), False),
+    ("single NAT in dev", "prod-nat-per-az", nat_stack(("a",), DEV_PROVIDER), False),
+    ("no account pinned in prod", "admins-own-account", [provider(accounts=())], True),
+    ("no AWS provider at all (an existing cluster)", "admins-own-account", [], False),
+    ("foreign admin in dev", "admins-own-account",
+     [provider("dev"), access_entry("arn:aws:iam::999999999999:role/x")], True),
+    ("no account pinned in dev", "admins-own-account",
+     [provider("dev", accounts=()), access_entry("arn:aws:iam::999999999999:role/x")], False),
+    ("HA: prometheus on one replica", "prod-high-availability",
+     [PROD_PROVIDER, kps(prometheus={"prometheusSpec": {"replicas": 1}})], False),
+    ("HA: alertmanager on one replica", "prod-high-availability",
+     [PROD_PROVIDER, kps(alertmanagerSpec={"replicas": 1})], True),
+    ("HA: one system node", "prod-high-availability",
+     [PROD_PROVIDER, View("aws:eks/nodeGroup:NodeGroup", {
+         "labels": {"mlserve.io/pool": "system"}, "scalingConfig": {"minSize": 1}})], True),
+    ("HA: two system nodes", "prod-high-availability",
+     [PROD_PROVIDER, View("aws:eks/nodeGroup:NodeGroup", {
+         "labels": {"mlserve.io/pool": "system"}, "scalingConfig": {"minSize": 2}})], False),
+    ("HA off in dev", "prod-high-availability",
+     [DEV_PROVIDER, release("cert-manager", {"replicaCount": 1})], False),
+    ("alerts: no monitoring at all in prod", "prod-alert-receiver", [PROD_PROVIDER], True),
+    ("alerts: Alertmanager off", "prod-alert-receiver", [PROD_PROVIDER, kps(enabled=False)], True),
+    ("alerts: a receiver with no integration", "prod-alert-receiver",
+     [PROD_PROVIDER, kps("mlserve", [{"name": "mlserve"}])], True),
+    ("alerts: none in dev", "prod-alert-receiver", [DEV_PROVIDER], False),
+    ("replicas: the floor is 2", "prod-model-availability", [PROD_PROVIDER, isvc(), PDB], False),
+    ("replicas: no budget", "prod-model-availability", [PROD_PROVIDER, isvc()], True),
+    ("replicas: a budget for another model", "prod-model-availability",
+     [PROD_PROVIDER, isvc(), View("kubernetes:policy/v1:PodDisruptionBudget", {
+         "metadata": {"name": "x", "namespace": "models"}, "spec": {"minAvailable": 1,
+         "selector": {"matchLabels": {"serving.kserve.io/inferenceservice": "other"}}}})], True),
+    ("replicas: a canary-track object may run one", "prod-model-availability",
+     [PROD_PROVIDER, isvc({"mlserve.io/track": "canary"}, minReplicas=1)], False),
+    ("replicas: an in-spec canary may run one", "prod-model-availability",
+     [PROD_PROVIDER, canary(minReplicas=1), PDB], False),
+    ("replicas: unlabelled objects count as stable", "prod-model-availability",
+     [PROD_PROVIDER, isvc({"mlserve.io/model": "m"}, minReplicas=1), PDB], True),
+    ("replicas: in dev", "prod-model-availability", [DEV_PROVIDER, isvc(minReplicas=1)], False),
+    ("replicas: Seldon under the floor", "prod-model-availability",
+     [PROD_PROVIDER, seldon(1), SELDON_PDB], True),
+    ("replicas: Seldon at the floor", "prod-model-availability",
+     [PROD_PROVIDER, seldon(2), SELDON_PDB], False),
+    ("Seldon: root pods", "model-non-root", [seldon(securityContext={})], True),
+    ("non-root claimed, no uid (the Triton image's USER is root)", "model-non-root",
+     [isvc(securityContext={"runAsNonRoot": True,
+                            "seccompProfile": {"type": "RuntimeDefault"}})], True),
+    ("non-root claimed, uid 0", "model-non-root",
+     [isvc(securityContext={"runAsNonRoot": True, "runAsUser": 0,
+                            "seccompProfile": {"type": "RuntimeDefault"}})], True),
+    ("Seldon: no toleration", "model-gpu-toleration", [seldon(tolerations=[])], True),
+    ("Seldon: no resources", "model-resources-set",
+     [seldon(containers=[{"name": "m"}])], True),
+    ("Seldon: a mutable model URI", "model-storage-content-addressed",
+     [View(SELDON_TYPE, {"spec": {"predictors": [{"graph": {"modelUri": "s3://b/latest"},
+                                                  "componentSpecs": []}]}})], True),
+    ("Seldon: all good", "model-non-root", [seldon()], False),
+    ("canary: root pods", "model-non-root", [canary(securityContext={})], True),
+    ("canary: mutable URI", "model-storage-content-addressed",
+     [canary(model={**GOOD_ISVC["spec"]["predictor"]["model"], "storageUri": "s3://b/x"})],
+     True),
+    ("SPOT waived", "prod-model-capacity-on-demand",
+     spot_pool("SPOT", provider("prod", "spotModelCapacity")), False),
+    ("SPOT in dev", "prod-model-capacity-on-demand", spot_pool("SPOT", DEV_PROVIDER), False),
+    ("SPOT pool that serves no model", "prod-model-capacity-on-demand",
+     [PROD_PROVIDER, View("aws:eks/nodeGroup:NodeGroup", {
+         "capacityType": "SPOT", "labels": {"mlserve.io/pool": "batch"}})], False),
+]
 
 
 def run_rule(name: str, resources: list[View]) -> list[str]:
@@ -248,43 +494,71 @@ def test_rule_fails_on_its_bad_fixture_and_passes_on_its_good_one(name):
     assert run_rule(name, good) == [], name
 
 
-def test_the_pack_sees_the_real_graph(prod):
-    """Not vacuous: breaking the recorded prod graph makes the stack rules fire."""
-    resources = views(prod)
-    for view in resources:
-        if view.resource_type == "aws:s3/bucket:Bucket":
-            view.opts = SimpleNamespace(protect=False)
-        if view.resource_type == "aws:s3/bucketVersioning:BucketVersioning":
-            view.property_dependencies = {"bucket": []}
-    found = violations(resources)
-    assert any(v.startswith("prod-bucket-protected:") for v in found)
-    assert any(v.startswith("s3-versioning:") for v in found)
+@pytest.mark.parametrize(("case", "name", "resources", "fires"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_rule_cases(case, name, resources, fires):
+    assert bool(run_rule(name, resources)) is fires, (case, run_rule(name, resources))
+
+
+@pytest.fixture(scope="module")
+def pack():
+    with PolicyPack() as running:
+        yield running
+
+
+def _engine_fires(pack: PolicyPack, name: str, resources: list[View]) -> list[str]:
+    return [d.message for d in pack.check(to_engine(resources)) if d.policy == name]
+
+
+def test_every_fixture_and_case_gives_the_same_answer_through_the_engine_path(pack):
+    """The same fixtures, through pulumi-policy's analyzer and proxies: same verdicts."""
+    disagreements = []
+    for name, (bad, good) in sorted(FIXTURES.items()):
+        if not _engine_fires(pack, name, bad):
+            disagreements.append(f"{name}: bad fixture passes")
+        if found := _engine_fires(pack, name, good):
+            disagreements.append(f"{name}: good fixture fails: {found}")
+    for case, name, resources, fires in CASES:
+        if bool(_engine_fires(pack, name, resources)) is not fires:
+            disagreements.append(f"{name}: {case}")
+    assert disagreements == []
 
 
 def test_rules_tolerate_values_unknown_during_preview():
     unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's unknown marker
     resources = [PROD_PROVIDER,
-                 View("kubernetes:serving.kserve.io/v1beta1:InferenceService",
-                      {"metadata": {"name": "m"}, "spec": unknown}, provider=PROD_PROVIDER),
+                 View(ISVC_TYPE, {"metadata": {"name": "m"}, "spec": unknown},
+                      provider=PROD_PROVIDER),
                  View("aws:iam/role:Role", {"assumeRolePolicy": unknown}), PDB]
     for rule in RULES:
         run_rule(rule.name, resources)  # no exception
 
 
-def test_environment_of_a_stack_on_an_existing_cluster():
+def test_environment_fails_closed(monkeypatch):
     from policy.rules import environment
 
     namespace = View("kubernetes:core/v1:Namespace", {"metadata": {
-        "name": "models", "labels": {"mlserve.io/environment": "prod"}}})
-    assert environment([namespace]) == "prod"
-    assert run_rule("prod-model-availability", [namespace, isvc(minReplicas=1)])
+        "name": "models", "labels": {"mlserve.io/environment": "dev"}}})
+    monkeypatch.delenv("PULUMI_CONFIG", raising=False)
+    assert environment([namespace]) == "dev"
+    assert environment([DEV_PROVIDER, namespace]) == "dev"
+    assert environment([]) == "prod", "nothing said: prod"
+    assert environment([provider("qa")]) == "prod", "unknown: prod"
+    assert environment([DEV_PROVIDER, provider("staging")]) == "prod", "contradictory: prod"
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"mlserve:environment": "staging"}))
+    assert environment([]) == "staging", "the stack's config counts"
+    assert environment([namespace]) == "prod", "config and labels disagree: prod"
 
 
 def test_the_packs_copies_of_stack_constants_match_the_stack():
     """The pack runs in its own environment, so it keeps copies; they must not drift."""
     from components.gpu_node_groups import GPU_TAINT
+    from components.inference_service import ISVC_LABEL, SELDON_LABEL
+    from components.k8s import POOL_LABEL
     from components.versions import SUPPORTED_KUBERNETES_VERSIONS
     from policy import rules
 
     assert rules.SUPPORTED_KUBERNETES_VERSIONS == SUPPORTED_KUBERNETES_VERSIONS
     assert rules.GPU_TAINT == {"key": GPU_TAINT.key, "effect": GPU_TAINT.effect}
+    assert (rules.ISVC_POD_LABEL, rules.SELDON_POD_LABEL) == (ISVC_LABEL, SELDON_LABEL)
+    assert rules.POOL_LABEL == POOL_LABEL

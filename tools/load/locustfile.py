@@ -1,7 +1,7 @@
 """Load test for a model's V2 endpoint, shaped like the original tutorial's client: a JSON POST
 of one 3x32x32 UINT8 image as `image__0`.
 
-    locust -f tools/load/locustfile.py --headless -u 100 -r 10 -t 180s -H http://<ingress>
+    .venv/bin/locust -f tools/load/locustfile.py --headless -u 100 -r 10 -t 180s -H http://<ingress>
 
 Environment: MODEL (default cifar10), HOST_HEADER (the stack output's Host, if any),
 PATH_PREFIX (Seldon's /seldon/<namespace>/<model>, if any).

@@ -38,13 +38,31 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     repo = _validate(args.repository, torch_checks=not args.no_torch)
     checks = "layout and configs" + ("" if args.no_torch else ", TorchScript on CPU")
+    versions = ", ".join(f"{name} {model.content_hash}" for name, model in sorted(
+        repo.models.items()))
     print(f"{args.repository}: valid ({len(repo.models)} model(s): {', '.join(repo.models)}; "
-          f"{checks}); content hash {repo.content_hash}")
+          f"{checks}); versions: {versions}")
     return 0
 
 
+def _models(repo: repository.Repository, names: list[str] | None) -> list[str]:
+    unknown = sorted(set(names or ()) - set(repo.models))
+    if unknown:
+        raise repository.RepositoryError([f"{repo.root.name}/{name}: no such model (have "
+                                          f"{sorted(repo.models)})" for name in unknown])
+    return sorted(names or repo.models)
+
+
 def cmd_hash(args: argparse.Namespace) -> int:
-    print(repository.load(args.repository).content_hash)
+    """Each model's version (its own content hash), one `<model> <version>` line per model;
+    with one --model, the bare version."""
+    repo = repository.load(args.repository)
+    names = _models(repo, args.model)
+    if args.model and len(names) == 1:
+        print(repo.models[names[0]].content_hash)
+        return 0
+    for name in names:
+        print(f"{name} {repo.models[name].content_hash}")
     return 0
 
 
@@ -83,15 +101,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from tools.registry import manifest_key, publish, s3_client
+    """Validate the whole repository (a broken model stops everything), then upload each chosen
+    model under its own version, manifest last. Prints `<model> <version>` per model."""
+    from tools.registry import manifest_key, publish_model, s3_client, version_uri
 
     repo = _validate(args.repository, torch_checks=not args.no_torch)
+    names = _models(repo, args.model)
     s3 = s3_client(profile=args.profile, endpoint_url=args.endpoint_url)
-    version = publish(s3, repo, args.bucket, args.prefix)
-    print(f"published s3://{args.bucket}/{args.prefix}/{version} "
-          f"({len(repo.files)} files, manifest {manifest_key(args.prefix, version)})",
-          file=sys.stderr)
-    print(version)
+    for name in names:
+        version = publish_model(s3, repo, name, args.bucket, args.prefix)
+        print(f"published {name} at {version_uri(args.bucket, args.prefix, version)} "
+              f"({len(repo.models[name].files)} files, manifest "
+              f"{manifest_key(args.prefix, version)})", file=sys.stderr)
+        print(f"{name} {version}", flush=True)
     return 0
 
 
@@ -152,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
                           help="layout and configs only (what the stack checks before upload)")
     validate.set_defaults(func=cmd_validate)
 
-    commands.add_parser("hash", help="print the content hash").set_defaults(func=cmd_hash)
+    hash_parser = commands.add_parser("hash", help="print each model's version (its own "
+                                      "content hash)")
+    hash_parser.add_argument("--model", action="append",
+                             help="only this model (repeatable); one model prints the bare hash")
+    hash_parser.set_defaults(func=cmd_hash)
 
     serve = commands.add_parser("serve", help="serve on a real local Triton until Ctrl-C")
     serve.add_argument("--http-port", type=int, default=8000)
@@ -163,9 +189,11 @@ def main(argv: list[str] | None = None) -> int:
                             "bench` measures)")
     serve.set_defaults(func=cmd_serve)
 
-    publish = commands.add_parser("publish", help="validate and upload under the content hash, "
-                                  "manifest last; prints the version")
+    publish = commands.add_parser("publish", help="validate, then upload each model under its "
+                                  "own version, manifest last; prints `<model> <version>` lines")
     publish.add_argument("--bucket", required=True)
+    publish.add_argument("--model", action="append",
+                         help="publish only this model (repeatable); default: every model")
     publish.add_argument("--prefix", default="models")
     publish.add_argument("--profile")
     publish.add_argument("--endpoint-url", help="S3-compatible endpoint (tests, MinIO)")
@@ -207,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(exc, RegistryError):
             raise
-        print(f"publish: {exc}", file=sys.stderr)
+        print(f"{args.command}: {exc}", file=sys.stderr)
         return 1
 
 

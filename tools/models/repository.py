@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -51,6 +51,11 @@ class Model:
     versions: tuple[int, ...]
     custom_configs: tuple[str, ...] = ()
     """Names of configs/<name>.pbtxt, chosen with tritonserver --model-config-name=<name>."""
+    files: tuple[str, ...] = ()
+    """The model's files, relative to the repository root (`<name>/...`), sorted."""
+    content_hash: str = ""
+    """This model's own version: a hash over its files' paths and bytes. Changing one model
+    gives that model a new version and leaves every other model's unchanged."""
 
     @property
     def kind(self) -> str:
@@ -79,12 +84,20 @@ def repository_files(root: Path) -> list[str]:
     )
 
 
-def content_hash(root: Path, files: Iterable[str]) -> str:
+def hash_of_digests(entries: Iterable[tuple[str, bytes]]) -> str:
+    """The content hash from each file's path (relative to the repository root) and SHA-256
+    digest, in path order: anyone holding the files, or a list of their digests, can recompute
+    a version and check it (tools/registry.py does, before and after every copy)."""
     digest = hashlib.sha256()
-    for relative in files:
+    for relative, file_digest in sorted(entries):
         digest.update(relative.encode() + b"\0")
-        digest.update(hashlib.sha256((root / relative).read_bytes()).digest())
+        digest.update(file_digest)
     return digest.hexdigest()[:HASH_LENGTH]
+
+
+def content_hash(root: Path, files: Iterable[str]) -> str:
+    return hash_of_digests((relative, hashlib.sha256((root / relative).read_bytes()).digest())
+                           for relative in files)
 
 
 def _where(model: Path, root: Path) -> str:
@@ -266,5 +279,8 @@ def load(root: Path, models: Sequence[str] | None = None) -> Repository:
     if problems:
         raise RepositoryError(problems)
     files = repository_files(root)
+    for name, model in found.items():
+        own = tuple(f for f in files if f.startswith(f"{name}/"))
+        found[name] = replace(model, files=own, content_hash=content_hash(root, own))
     return Repository(root=root, models=found, files=tuple(files),
                       content_hash=content_hash(root, files))

@@ -123,6 +123,25 @@ def test_renaming_a_file_changes_the_hash(repo):
     assert repository.load(repo).content_hash != first
 
 
+def test_each_model_has_its_own_version(repo):
+    """A model's version covers its own files only: changing one model moves that model alone."""
+    shutil.copytree(repo / "cifar10", repo / "other")
+    for config in (repo / "other" / "config.pbtxt", repo / "other" / "configs" / "cpu.pbtxt"):
+        config.write_text(config.read_text().replace('name: "cifar10"', 'name: "other"'))
+    before = repository.load(repo)
+    assert before.models["other"].files == tuple(
+        f for f in before.files if f.startswith("other/"))
+    assert before.models["cifar10"].content_hash != before.models["other"].content_hash
+    assert before.models["cifar10"].content_hash == repository.load(SHIPPED).models[
+        "cifar10"].content_hash
+    labels = repo / "other" / "labels.txt"
+    labels.write_bytes(labels.read_bytes() + b" ")
+    after = repository.load(repo)
+    assert after.models["other"].content_hash != before.models["other"].content_hash
+    assert after.models["cifar10"].content_hash == before.models["cifar10"].content_hash
+    assert after.content_hash != before.content_hash
+
+
 def test_lean_validation_needs_no_torch():
     """The stack's pre-upload check imports nothing beyond the runtime requirements."""
     import subprocess

@@ -39,16 +39,17 @@ def s3(monkeypatch):
 
 def test_triton_serves_the_content_addressed_prefix_from_s3(s3, tmp_path):
     repo = repository.load(ROOT_DIR / "model_repo")
+    version = repo.models["cifar10"].content_hash  # one model per version, as uploaded
     twins = write_twins(repo, tmp_path / "twins")
     client = boto3.client("s3", endpoint_url=s3)
     client.create_bucket(Bucket=BUCKET)
     for path in sorted(p for p in twins.rglob("*") if p.is_file()):
         relative = path.relative_to(twins).as_posix()
-        client.upload_file(str(path), BUCKET, object_key(PREFIX, repo.content_hash, relative))
+        client.upload_file(str(path), BUCKET, object_key(PREFIX, version, relative))
     # A stale version beside it must not be picked up.
     client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/0000stale/cifar10/config.pbtxt", Body=b"x")
 
-    uri = f"s3://{s3}/{BUCKET}/{PREFIX}/{repo.content_hash}"
+    uri = f"s3://{s3}/{BUCKET}/{PREFIX}/{version}"
     with TritonServer(uri, env=CREDENTIALS) as server:
         body = {"inputs": [{"name": "image__0", "shape": [1, 3, 32, 32], "datatype": "UINT8",
                             "data": np.zeros(3 * 32 * 32, dtype=np.uint8).tolist()}]}

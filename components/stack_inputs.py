@@ -1,0 +1,88 @@
+"""Everything the program needs before it registers a resource, validated in one go.
+
+Three stages read the stack's input: the configuration (components/config.py), the model
+repository it points at (components/model_repository.py) and the plan for each served model
+(components/model_serving.py). Each stage reports all of its own problems; this module runs
+every stage whose inputs are usable and raises one ConfigError listing the problems of all of
+them, so a stack file with a bad key, a broken model and an unknown model name is fixed in one
+round, not three.
+
+A stage is skipped, not failed, when what it reads is unusable: the repository stage when
+`modelRepository` is invalid or its path names no folder, the plan stage when the repository
+could not be loaded or a section it reads is invalid (SectionUnavailable). A later stage that
+trips over a problem an earlier stage already reported adds nothing new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components import config as stack_config
+from components.config import ConfigError, SectionUnavailable, StackConfig
+from components.inference_service import ModelPlan
+from components.model_repository import ModelRepositoryError, load_model_repository
+from components.model_serving import plan_models
+from tools.models.repository import Repository
+
+
+@dataclass(frozen=True)
+class StackInputs:
+    config: StackConfig
+    repository: Repository
+    plans: list[ModelPlan]
+
+
+class StackInputError(ConfigError, ModelRepositoryError):
+    """The one report of every stage's problems; also a ModelRepositoryError, since the model
+    repository's problems are in it when it has any."""
+
+
+def _load_repository(config: StackConfig, project_root: Path,
+                     problems: list[str]) -> Repository | None:
+    settings = config.model_repository
+    if not stack_config.is_valid(settings):
+        return None  # modelRepository itself is invalid: already reported
+    try:
+        return load_model_repository(settings, project_root)
+    except ModelRepositoryError as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def _plan(config: StackConfig, repository: Repository, problems: list[str]) -> list[ModelPlan]:
+    try:
+        return plan_models(config, repository)
+    except SectionUnavailable:
+        return []  # a section the plans read is invalid: already reported
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return []
+    except Exception:
+        if problems:
+            return []  # tripped over a problem already in the report
+        raise
+
+
+def check(raw: Mapping[str, Any], secret_keys: Sequence[str], project_root: Path,
+          file_problems: Sequence[str] = ()) -> tuple[StackInputs | None, list[str]]:
+    """Every stage that can run, and every problem of all of them (after `file_problems`, found
+    in the stack file itself)."""
+    config, problems = stack_config.check(raw, secret_keys, file_problems)
+    repository = _load_repository(config, project_root, problems)
+    plans = _plan(config, repository, problems) if repository is not None else []
+    if problems or repository is None:
+        return None, problems
+    return StackInputs(config, repository, plans), problems
+
+
+def load(project_root: Path) -> StackInputs:
+    """This stack's validated inputs; raises one ConfigError listing every problem."""
+    inputs, problems = check(stack_config.raw_project_config(),
+                             stack_config.secret_project_keys(), project_root,
+                             stack_config.this_stack_file_problems(project_root))
+    if problems or inputs is None:
+        raise StackInputError(problems)
+    return inputs
