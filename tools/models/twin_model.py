@@ -64,8 +64,8 @@ class TritonPythonModel:
         for index, tensors in enumerate(arrays):
             groups.setdefault(tuple(a.shape[1:] for a in tensors), []).append(index)
         for members in groups.values():
-            for index, response in zip(members,
-                                       self._forward_batch([arrays[i] for i in members])):
+            batch = self._forward_batch([arrays[i] for i in members])
+            for index, response in zip(members, batch, strict=True):
                 responses[index] = response
         return responses
 
@@ -88,4 +88,4 @@ class TritonPythonModel:
         # slices along the batch dimension of a contiguous output).
         return pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor(name, np.ascontiguousarray(value))
-            for name, value in zip(self.outputs, outputs)])
+            for name, value in zip(self.outputs, outputs, strict=True)])

@@ -242,7 +242,7 @@ def made_up_session(baseline: list[tuple[float, float]], shipped: list[tuple[flo
                       formats=("binary",), twin=TwinSettings(), shipped_max_batch=64,
                       machine={"cores": "2", "cpu": "test CPU", "system": "Linux",
                                "load_before": "0.00 0.00 0.00", "load_after": "0 0 0"})
-    for run, ((bt, bp), (st, sp), limit) in enumerate(zip(baseline, shipped, limits), start=1):
+    for run, ((bt, bp), (st, sp), limit) in enumerate(zip(baseline, shipped, limits, strict=True), start=1):
         session.points += [Point(BASELINE, run, "binary", 32, load(bt, bp)),
                            Point(SHIPPED, run, "binary", 32, load(st, sp))]
         session.limits.append(Limit(run, limit, 64, 1, 1))
@@ -311,7 +311,7 @@ def test_twin_settings_reach_the_twin_config_only():
 
 def test_server_settings_of_the_shipped_twin_and_triton_defaults(monkeypatch):
     assert TwinSettings().server_env() == {} and TwinSettings().server_args() == ()
-    assert bench.BASELINE_TWIN == TwinSettings()
+    assert TwinSettings() == bench.BASELINE_TWIN
     env = SHIPPED_TWIN.server_env()
     assert env["LD_PRELOAD"].startswith("libjemalloc.so")
     assert SHIPPED_TWIN.server_args() == ("--http-thread-count=2",)
