@@ -23,7 +23,8 @@ export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
 .PHONY: test test-fast docs venv policy-venv amtool promtool up preview preflight destroy refresh \
-	outputs config-reference versions-table build-model validate serve bench smoke load \
+	outputs config-reference versions-table build-model validate serve bench wrk jemalloc smoke \
+	load \
 	policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
@@ -71,7 +72,8 @@ amtool:
 promtool:
 	@$(MAKE) -s $(PROMTOOL) || true
 
-test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool promtool
+# The tests include a short benchmark and serve like `make serve`: they need wrk and jemalloc.
+test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool promtool wrk jemalloc
 	$(PY) -m pytest
 
 # The edit-test loop: each shipped stack's recorded graph, the configuration rules, the policy
@@ -120,12 +122,36 @@ build-model: $(VENV)/.installed
 validate: $(VENV)/.installed
 	$(PY) -m tools.models validate
 
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed jemalloc
 	$(PY) -m tools.models serve
 
-BENCH_SECONDS ?= 10
-bench: $(VENV)/.installed
-	$(PY) -m tools.models bench --seconds $(BENCH_SECONDS) --sweep 0,250,500,1000,2000,4000
+# install_missing(check command, Debian package, what it is for, how to install it elsewhere):
+# apt-get (sudo when not root) on Debian/Ubuntu, updating the package lists if needed.
+define install_missing
+	@$(1) >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null 2>&1 || { \
+	    echo "$(2) is required ($(3)): install it (e.g. $(4))" >&2; exit 1; }; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing $(2) with apt-get" >&2; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null 2>&1 || { \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }; \
+	  $(1) >/dev/null 2>&1 || { echo "$(2): installation failed" >&2; exit 1; }; }
+endef
+
+wrk:
+	$(call install_missing,command -v wrk,wrk,the benchmark's load generator,brew install wrk)
+
+# jemalloc: the local server's allocator (tools/models/serve.py, SHIPPED_TWIN).
+jemalloc: $(VENV)/.installed
+	$(call install_missing,$(PY) -c "import ctypes.util as u; assert u.find_library('jemalloc')",libjemalloc2,the local server's allocator,brew install jemalloc)
+
+# Interleaved baseline/shipped pairs; README=1 writes the report into docs/models.md ("Performance").
+BENCH_PAIRS ?= 5
+BENCH_SECONDS ?= 5
+bench: $(VENV)/.installed wrk jemalloc
+	$(PY) -m tools.models bench --pairs $(BENCH_PAIRS) --seconds $(BENCH_SECONDS) \
+		$(if $(README),--update-readme)
 
 # ---- after `make up` (docs/operations.md, "Smoke and load tests") ----
 # The stack's endpoints come from its outputs (the Pulumi CLI); URL=http://host:port [HOST=...]

@@ -886,8 +886,8 @@ class GpuCapacityConfig(_Model):
 
 def karpenter_capacity_types(config: GpuCapacityConfig, pool: GpuNodeGroupConfig) -> list[str]:
     """A pool's Karpenter capacity types in fallback order."""
-    return (config.karpenter.pool(pool.name).capacity_types
-            or [KARPENTER_CAPACITY_TYPES[pool.capacity_type]])
+    configured = config.karpenter.pool(pool.name).capacity_types
+    return list(configured) if configured else [KARPENTER_CAPACITY_TYPES[pool.capacity_type]]
 
 # ==== end of the GPU capacity block ============================================================
 

@@ -265,8 +265,7 @@ class Karpenter(pulumi.ComponentResource):
         # ---- discovery tags (EC2NodeClass selector terms match them)
         subnet_ids = pulumi.Output.from_input(args.private_subnet_ids)
         tags = [aws.ec2.Tag(
-            f"{name}-discovery-subnet-{index}",
-            resource_id=subnet_ids.apply(lambda ids, i=index: ids[i]),
+            f"{name}-discovery-subnet-{index}", resource_id=subnet_ids[index],
             key=DISCOVERY_TAG, value=args.cluster_name, opts=child)
             for index in range(args.subnet_count)]
         tags.append(aws.ec2.Tag(
@@ -284,8 +283,7 @@ class Karpenter(pulumi.ComponentResource):
                                           cluster_name=args.cluster_name, node_role_arn=v[2],
                                           queue_arn=v[3]))
         policies = [aws.iam.RolePolicy(
-            f"{name}-controller-{policy}", role=role.name,
-            policy=documents.apply(lambda d, p=policy: d[p]), opts=child)
+            f"{name}-controller-{policy}", role=role.name, policy=documents[policy], opts=child)
             for policy in ("node-lifecycle", "iam-integration", "eks-integration",
                            "interruption", "resource-discovery")]
         association = aws.eks.PodIdentityAssociation(

@@ -72,7 +72,7 @@ def alert_rules() -> dict[str, dict[str, Any]]:
         },
         "GpuNodeHardwareNotReady": {
             "expr": 'max by (node) (kube_node_status_condition{condition='
-                    f'"AcceleratedHardwareReady",status="false"}} == 1)',
+                    '"AcceleratedHardwareReady",status="false"} == 1)',
             "for": "5m", "severity": "critical",
             "summary": "GPU node {{ $labels.node }}: the node monitoring agent reports its "
                        "accelerated hardware unhealthy (auto-repair replaces it after 10 minutes "
@@ -142,12 +142,12 @@ class NodeHealth(pulumi.ComponentResource):
             outputs["addonVersion"] = addon.addon_version
         if args.monitoring_namespace is not None:
             body = prometheus_rule(args.monitoring_namespace)
-            rule = k8s.apiextensions.CustomResource(
+            k8s.apiextensions.CustomResource(
                 f"{name}-alerts", api_version=body["apiVersion"], kind=body["kind"],
                 metadata=body["metadata"], spec=body["spec"],
                 opts=pulumi.ResourceOptions(
                     parent=self, depends_on=[args.monitoring] if args.monitoring else []))
-            outputs["alerts"] = rule.metadata["name"]
+            outputs["alerts"] = body["metadata"]["name"]
             if args.karpenter is not None:
                 body = karpenter_service_monitor(args.monitoring_namespace)
                 k8s.apiextensions.CustomResource(

@@ -465,7 +465,7 @@ def set_path(config: Mapping[str, str], path: str, value: Any) -> dict[str, str]
     root: Any = json.loads(current) if current is not None else ({} if isinstance(parts[1], str)
                                                                   else [])
     node = root
-    for part, following in zip(parts[1:-1], parts[2:]):
+    for part, following in zip(parts[1:-1], parts[2:], strict=True):
         if isinstance(node, dict):
             node = node.setdefault(part, {} if isinstance(following, str) else [])
         else:

@@ -173,7 +173,7 @@ def test_custom_resources_validate_against_published_schemas(stack, request):
               and not is_karpenter(o)]
     assert {o["kind"] for o in custom} >= {"PeerAuthentication", "PodMonitor", "PrometheusRule"}
     errors = validate_custom(custom)
-    assert errors == [None] * len(custom), list(zip([o["kind"] for o in custom], errors))
+    assert errors == [None] * len(custom), list(zip([o["kind"] for o in custom], errors, strict=True))
 
 
 @pytest.mark.parametrize("stack", STACKS)

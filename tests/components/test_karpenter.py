@@ -13,6 +13,7 @@ import yaml
 
 from components import config as stack_config_module
 from components.gpu_capacity import ec2_node_class, node_pools
+from components.k8s import SYSTEM_NODE_SELECTOR
 from components.karpenter import (
     DISCOVERY_TAG,
     INLINE_POLICY_LIMIT,
@@ -20,7 +21,6 @@ from components.karpenter import (
     NAMESPACE,
     SERVICE_ACCOUNT,
 )
-from components.k8s import SYSTEM_NODE_SELECTOR
 from components.versions import CHARTS, KARPENTER_AMI_ALIASES
 from tests.components.test_k8s import releases
 from tests.components.test_seldon import _key_paths

@@ -615,6 +615,6 @@ def test_the_packs_copies_of_stack_constants_match_the_stack():
     from policy import rules
 
     assert rules.SUPPORTED_KUBERNETES_VERSIONS == SUPPORTED_KUBERNETES_VERSIONS
-    assert rules.GPU_TAINT == {"key": GPU_TAINT.key, "effect": GPU_TAINT.effect}
+    assert {"key": GPU_TAINT.key, "effect": GPU_TAINT.effect} == rules.GPU_TAINT
     assert (rules.ISVC_POD_LABEL, rules.SELDON_POD_LABEL) == (ISVC_LABEL, SELDON_LABEL)
     assert rules.POOL_LABEL == POOL_LABEL
