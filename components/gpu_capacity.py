@@ -5,10 +5,12 @@ How each object behaves in Karpenter v1.14.1 (aws/karpenter-provider-aws, with i
 kubernetes-sigs/karpenter), and what the stack relies on (README, "GPU capacity"):
 
 - Fallback order. With several capacity types in one NodePool Karpenter chooses by its own fixed
-  order (reserved, then spot, then on-demand), not ours. So each capacity type gets a NodePool of
-  its own with a `weight`, the first in `capacityTypes` weighted highest: the scheduler tries
-  NodePools by descending weight, and when a launch fails for lack of capacity the offering is
-  marked unavailable and the next round falls through to the next NodePool.
+  order (reserved, then spot, then on-demand: docs/concepts/nodepools.md:276), not ours. So each
+  capacity type gets a NodePool of its own with a `weight`, the first in `capacityTypes` weighted
+  highest: the scheduler tries NodePools by descending weight (concepts/scheduling.md, "Weighted
+  NodePools"), and when a launch fails for lack of capacity the offering is marked unavailable
+  for 3 minutes (pkg/providers/instance/instance.go:632-641, pkg/cache/cache.go:31), so the next
+  round falls through to the next NodePool.
 - The GPU limit. `spec.limits["nvidia.com/gpu"]` caps what each NodePool may launch: maxSize
   nodes' worth of GPUs. Each capacity type has that cap (a NodePool can't share a limit), which is
   what the account's quotas are per capacity type too (`make preflight`).
