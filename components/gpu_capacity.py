@@ -43,6 +43,7 @@ from components.karpenter import DISCOVERY_TAG
 from components.versions import KARPENTER_AMI_ALIASES
 
 GPU_RESOURCE = "nvidia.com/gpu"
+NODE_CLASS_DELETE_TIMEOUT = "30m"
 NODE_POOL_API = "karpenter.sh/v1"
 NODE_CLASS_API = "karpenter.k8s.aws/v1"
 # Highest weight for the first capacity type; Karpenter accepts weights 1-100.
@@ -167,8 +168,12 @@ class KarpenterGpuPools(pulumi.ComponentResource):
         for pool in args.pools:
             node_class = k8s.apiextensions.CustomResource(
                 f"{name}-{pool.name}-nodeclass", **_node_class_kwargs(pool, args),
+                # Its deletion waits on the finalizer until every node it launched has drained
+                # and terminated: longer than the provider's default 10 minutes.
                 opts=pulumi.ResourceOptions(parent=self,
-                                            depends_on=[args.controller, args.crds]),
+                                            depends_on=[args.controller, args.crds],
+                                            custom_timeouts=pulumi.CustomTimeouts(
+                                                delete=NODE_CLASS_DELETE_TIMEOUT)),
             )
             names[pool.name] = []
             for body in node_pools(pool, args.capacity):

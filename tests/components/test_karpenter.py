@@ -333,6 +333,8 @@ def test_destroy_takes_models_then_pools_then_classes_then_controller_then_aws(k
             "name"] == pool.inputs["spec"]["template"]["spec"]["nodeClassRef"]["name"]]
         assert kgraph.waits_for(pool, node_class)
         assert kgraph.waits_for(node_class, release)
+        # Deleting it waits for its nodes to drain and terminate.
+        assert node_class.custom_timeouts == {"delete": "30m"}
     for kind in ("aws:iam/rolePolicy:RolePolicy", "aws:sqs/queue:Queue",
                  "aws:eks/accessEntry:AccessEntry",
                  "aws:eks/podIdentityAssociation:PodIdentityAssociation",
