@@ -6,7 +6,8 @@ What is created follows Karpenter v1.14.1's own getting-started CloudFormation t
 cloudformation.yaml), with these differences, each on purpose:
 
 - The controller's identity is an EKS Pod Identity association (the template's companion eksctl
-  config uses `podIdentityAssociations`); the cluster already runs the eks-pod-identity-agent
+  config uses `podIdentityAssociations`, getting-started-with-karpenter/scripts/
+  step02-create-cluster.sh:21); the cluster already runs the eks-pod-identity-agent
   add-on. Its permissions are the template's five policies, as inline policies of one role.
 - The node role is Karpenter's own, not the managed node groups' (EKS creates an access entry for
   a managed node group's role itself; a second entry for the same role would conflict). It gets
