@@ -33,7 +33,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import naming
-from components.config import ServedModelConfig
+from components.config.serving import ServedModelConfig
 from components.gpu_node_groups import GPU_PRESENT_LABEL
 from components.k8s import GPU_TOLERATION, POOL_LABEL
 from components.monitoring import DASHBOARD_LABEL, NAMESPACE as MONITORING_NAMESPACE
@@ -41,8 +41,8 @@ from components.monitoring import PROMETHEUS_URL
 from components.naming import CANARY, STABLE
 from components.serving_platform import TRITON_RUNTIME
 from components.versions import TRITON_IMAGE_TAG, TRITON_IMAGE_UID
-from tools.models.triton import HTTP_PORT, METRICS_ARGS, METRICS_PORT, READY_PATH
-from tools.registry import version_uri
+from modelrepo.layout import version_uri
+from modelrepo.triton import HTTP_PORT, METRICS_ARGS, METRICS_PORT, READY_PATH
 
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 SELDON_LABEL = "seldon-deployment-id"
@@ -186,7 +186,7 @@ def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
         "runtime": TRITON_RUNTIME,
         "runtimeVersion": plan.triton_image_tag,
         "storageUri": plan.storage_uri(bucket, version),
-        # A version holds one model (tools/registry.py); explicit mode loads exactly that one.
+        # A version holds one model (modelrepo/registry.py); explicit mode loads exactly that one.
         "args": triton_model_args(plan),
         # The runtime declares no ports, and KServe builds the predictor Service from the first
         # one: HTTP first, then the metrics port so the PodMonitor can scrape it.

@@ -3,18 +3,20 @@ InferenceService part per model."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
 import json
 import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 from tritonclient.grpc import model_config_pb2 as mc
 
-from components.config import ConfigError, ServedModelConfig, StackConfig
+from components import seldon
+from components.config.errors import ConfigError, Problem
+from components.config.serving import ServedModelConfig
+from components.config.stack import StackConfig
 from components.inference_service import (
     ISVC_LABEL,
     SELDON_LABEL,
@@ -24,12 +26,11 @@ from components.inference_service import (
     custom_resource,
 )
 from components.mesh import GATEWAY_SELECTOR
-from components import seldon
-from components.serving_platform import MODELS_GATEWAY
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
-from tools.models.repository import Model, Repository
-from tools.models.triton import HTTP_PORT, METRICS_PORT
+from components.serving_platform import MODELS_GATEWAY
+from modelrepo.repository import Model, Repository
+from modelrepo.triton import HTTP_PORT, METRICS_PORT
 
 GRPC_PORT = 9000  # KServe's Triton runtime: --grpc-port=9000
 # Seldon: Triton itself, with no executor in front of it (components/seldon.py).
@@ -72,9 +73,10 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
     """
     serving = config.model_serving
     configured = dict(serving.models)
-    problems = [f"mlserve:modelServing.models.{name}: no such model in "
-                f"{config.model_repository.path}/ (have {sorted(repository.models)})"
-                for name in sorted(set(configured) - set(repository.models))]
+    problems: list[Problem] = [
+        (("modelServing", "models", name), f"no such model in {config.model_repository.path}/ "
+         f"(have {sorted(repository.models)})")
+        for name in sorted(set(configured) - set(repository.models))]
     if not configured:
         floor = 2 if config.environment == "prod" else 1
         keda = config.platform.keda.enabled and config.platform.monitoring.enabled
@@ -90,18 +92,18 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
             continue
         on_cpu = model.gpus == 0 or default_pool is None
         if on_cpu and "cpu" not in found.custom_configs:
-            problems.append(f"mlserve:modelServing.models.{name}.gpus: serving on CPU needs "
-                            f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
-                            "(selected with --model-config-name=cpu)")
+            problems.append((("modelServing", "models", name, "gpus"), "serving on CPU needs "
+                             f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
+                             "(selected with --model-config-name=cpu)"))
         folder_version = found.content_hash
         version = model.version or folder_version
         canary = None
         if model.canary is not None:
             canary = model.canary.version or folder_version
             if canary == version:
-                problems.append(f"mlserve:modelServing.models.{name}.canary.version: the canary "
-                                f"must differ from the served version ({version}); pin "
-                                "`version` to the current one first")
+                problems.append((("modelServing", "models", name, "canary", "version"),
+                                 f"the canary must differ from the served version ({version}); "
+                                 "pin `version` to the current one first"))
         plans.append(ModelPlan(
             name=name, namespace=serving.namespace, service_account=serving.service_account,
             storage_prefix=config.model_repository.prefix, version=version, config=model,

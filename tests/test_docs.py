@@ -7,7 +7,7 @@ import re
 import yaml
 from pydantic.alias_generators import to_camel
 
-from components.config import StackConfig
+from components.config.stack import StackConfig
 from tests.harness import ROOT_DIR
 from tools.config_reference import reference
 from tools.policy_table import table as policy_table

@@ -22,7 +22,7 @@ import tritonclient.http as httpclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tools.models import repository
+from modelrepo import repository
 from tools.models.serve import TritonServer, write_twin
 
 MODEL = "cifar10"

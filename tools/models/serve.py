@@ -28,8 +28,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tools.models.repository import CONFIG_FILE, CUSTOM_CONFIGS, Repository
-from tools.models.triton import METRICS_ARGS, READY_PATH
+from modelrepo.repository import CONFIG_FILE, CUSTOM_CONFIGS, Repository
+from modelrepo.triton import METRICS_ARGS, READY_PATH
 
 TWIN_MODEL = Path(__file__).parent / "twin_model.py"
 LOOPBACK = "127.0.0.1"
