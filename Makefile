@@ -1,7 +1,8 @@
 # mlserve — the two commands that matter:
 #   make test            install into .venv and run every offline test
 #   make up STACK=dev    pulumi up for a stack (local state backend if you're not logged in)
-# and for model authors: make validate, make serve, make bench, make build-model [DATASET=dir]
+# while editing: make test-fast (graph, config, policy and docs tests), make docs (generated blocks);
+# for model authors: make validate, make serve, make bench, make build-model [DATASET=dir]
 
 STACK ?= dev
 VENV := .venv
@@ -20,8 +21,9 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test venv policy-venv amtool up preview destroy refresh outputs config-reference versions-table \
-	build-model validate serve bench smoke load policy-table clean
+.PHONY: test test-fast docs venv policy-venv amtool up preview destroy refresh outputs \
+	config-reference versions-table build-model validate serve bench wrk jemalloc smoke load \
+	policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11+ is required")'
@@ -59,10 +61,29 @@ $(AMTOOL):
 amtool:
 	@$(MAKE) -s $(AMTOOL) || true
 
-test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool
+# The tests include a short benchmark and serve like `make serve`: they need wrk and jemalloc.
+test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool wrk jemalloc
 	$(PY) -m pytest
 
-# up and preview enforce the policy pack (README, "Policy as code"), like the workflows do.
+# The edit-test loop: each shipped stack's recorded graph, the configuration rules, the policy
+# rules and the docs, under a minute on 2 cores. Left out (make test runs them): tests that start
+# a server (Triton, an S3 API server, the policy pack over gRPC) or build a virtualenv, and the
+# modules that evaluate the program over many variants (rollout contracts across versions, the
+# Seldon backend, per-model versions of the repository).
+FAST_TESTS := tests/test_docs.py tests/test_main.py tests/test_local_and_existing.py \
+	tests/test_workflows.py tests/policy/test_rules.py \
+	$(filter-out $(addprefix tests/components/test_,model_upload.py model_repository.py \
+	  rollout_contract.py seldon.py seldon_rollout_contract.py), \
+	  $(wildcard tests/components/test_*.py))
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not server" $(FAST_TESTS)
+
+# Writes every generated block in place: the configuration reference, the pinned versions, the
+# policy table and Pulumi.yaml's key list (tools/docs.py). A test fails while one is stale.
+docs: $(VENV)/.installed
+	$(PY) -m tools.docs
+
+# up and preview enforce the policy pack (docs/policy.md), like the workflows do.
 up: $(VENV)/.installed $(POLICY_VENV)/.installed
 	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi up --stack $(STACK) --policy-pack policy
 
@@ -78,21 +99,45 @@ destroy: $(VENV)/.installed
 outputs:
 	@$(PULUMI_BACKEND) pulumi stack output --stack $(STACK)
 
-# ---- the model repository (see README, "Models") ----
+# ---- the model repository (docs/models.md) ----
 build-model: $(VENV)/.installed
 	$(PY) -m tools.models build $(if $(DATASET),--dataset $(DATASET))
 
 validate: $(VENV)/.installed
 	$(PY) -m tools.models validate
 
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed jemalloc
 	$(PY) -m tools.models serve
 
-BENCH_SECONDS ?= 10
-bench: $(VENV)/.installed
-	$(PY) -m tools.models bench --seconds $(BENCH_SECONDS) --sweep 0,250,500,1000,2000,4000
+# install_missing(check command, Debian package, what it is for, how to install it elsewhere):
+# apt-get (sudo when not root) on Debian/Ubuntu, updating the package lists if needed.
+define install_missing
+	@$(1) >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null 2>&1 || { \
+	    echo "$(2) is required ($(3)): install it (e.g. $(4))" >&2; exit 1; }; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing $(2) with apt-get" >&2; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null 2>&1 || { \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }; \
+	  $(1) >/dev/null 2>&1 || { echo "$(2): installation failed" >&2; exit 1; }; }
+endef
 
-# ---- after `make up` (see README, "Smoke and load tests") ----
+wrk:
+	$(call install_missing,command -v wrk,wrk,the benchmark's load generator,brew install wrk)
+
+# jemalloc: the local server's allocator (tools/models/serve.py, SHIPPED_TWIN).
+jemalloc: $(VENV)/.installed
+	$(call install_missing,$(PY) -c "import ctypes.util as u; assert u.find_library('jemalloc')",libjemalloc2,the local server's allocator,brew install jemalloc)
+
+# Interleaved baseline/shipped pairs; README=1 writes the report into docs/models.md ("Performance").
+BENCH_PAIRS ?= 5
+BENCH_SECONDS ?= 5
+bench: $(VENV)/.installed wrk jemalloc
+	$(PY) -m tools.models bench --pairs $(BENCH_PAIRS) --seconds $(BENCH_SECONDS) \
+		$(if $(README),--update-readme)
+
+# ---- after `make up` (docs/operations.md, "Smoke and load tests") ----
 # The stack's endpoints come from its outputs (the Pulumi CLI); URL=http://host:port [HOST=...]
 # points them at any V2 endpoint instead, e.g. `make serve`, with no CLI. URL may be a model's own
 # inference URL (the stack's `models.<name>.url`); PATH_PREFIX='/seldon/<namespace>/{model}'

@@ -49,6 +49,8 @@ class AutoscalingArgs:
 
 class Autoscaling(pulumi.ComponentResource):
     keda: pulumi.Resource | None
+    keda_crds: list[pulumi.Resource]
+    """What a part that reads KEDA's CRDs waits for: KEDA's release, or nothing without KEDA."""
 
     def __init__(self, name: str, args: AutoscalingArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -65,4 +67,5 @@ class Autoscaling(pulumi.ComponentResource):
                                    namespace=METRICS_SERVER_NAMESPACE,
                                    values=metrics_server_values(args.high_availability))
             outputs["metricsServer"] = metrics.status
+        self.keda_crds = [self.keda] if self.keda is not None else []
         self.register_outputs(outputs)

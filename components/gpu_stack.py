@@ -9,6 +9,8 @@ from typing import Any
 
 import pulumi
 
+from components.config.nodes import GpuNodeGroupConfig
+from components.config.platform import PlatformConfig
 from components.gpu_node_groups import AMI_FAMILY_LABEL, GPU_PRESENT_LABEL
 from components.k8s import GPU_TOLERATION, PRIVILEGED, helm_release, namespace, resources
 
@@ -46,6 +48,19 @@ class GpuStackArgs:
     monitoring: pulumi.Resource | None = None
     """The release that installs the ServiceMonitor CRD."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+    """What provides the GPU nodes: they outlive the daemons that run on them."""
+
+    @property
+    def wanted(self) -> bool:
+        """Whether there is any daemon to run."""
+        return self.device_plugin or self.dcgm_exporter
+
+
+def needs_device_plugin(platform: PlatformConfig, pools: Sequence[GpuNodeGroupConfig]) -> bool:
+    """The device plugin runs where a GPU pool's AMI lacks one (AL2023; Bottlerocket's NVIDIA AMI
+    ships its own), unless turned off."""
+    return platform.nvidia_device_plugin.enabled and any(
+        pool.ami_type.startswith("AL2023") for pool in pools)
 
 
 class GpuStack(pulumi.ComponentResource):

@@ -83,7 +83,7 @@ class IrsaRole(pulumi.ComponentResource):
             description=f"IRSA role for {args.namespace}/{args.service_account}",
             opts=child,
         )
-        attachments: list[pulumi.Resource] = [
+        attachments: list[pulumi.CustomResource] = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-{short}", role=self.role.name, policy_arn=arn, opts=child
             )

@@ -81,3 +81,17 @@ def helm_release(scope: pulumi.Resource, prefix: str, chart_key: str, *, name: s
         max_history=5,
         opts=pulumi.ResourceOptions(parent=scope, depends_on=list(depends_on)),
     )
+
+
+def custom_resource(scope: pulumi.Resource, name: str, manifest: Mapping[str, Any],
+                    depends_on: Sequence[pulumi.Resource],
+                    spec: pulumi.Input[dict[str, Any]] | None = None,
+                    metadata: pulumi.Input[dict[str, Any]] | None = None,
+                    ) -> k8s.apiextensions.CustomResource:
+    """A custom resource from its manifest, under `scope`; `spec` and `metadata` replace the
+    manifest's where they are only known at deploy time."""
+    return k8s.apiextensions.CustomResource(
+        name, api_version=manifest["apiVersion"], kind=manifest["kind"],
+        metadata=manifest["metadata"] if metadata is None else metadata,
+        spec=manifest["spec"] if spec is None else spec,
+        opts=pulumi.ResourceOptions(parent=scope, depends_on=list(depends_on)))

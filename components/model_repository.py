@@ -33,7 +33,7 @@ from modelrepo.registry import manifest_body, manifest_for
 from modelrepo.repository import Repository, RepositoryError
 
 if TYPE_CHECKING:
-    from components.inference_service import ModelPlan
+    from components.model_plan import ModelPlan
 
 VersionRef = tuple[str, str]
 """(model, version)."""

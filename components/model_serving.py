@@ -13,28 +13,20 @@ import pulumi
 import pulumi_kubernetes as k8s
 from tritonclient.grpc import model_config_pb2 as mc
 
-from components import seldon
+from components.backends import serving_backend
 from components.config.errors import ConfigError, Problem
 from components.config.serving import ServedModelConfig
 from components.config.stack import StackConfig
-from components.inference_service import (
-    ISVC_LABEL,
-    SELDON_LABEL,
-    InferenceService,
-    InferenceServiceArgs,
-    ModelPlan,
-    custom_resource,
-)
+from components.inference_service import InferenceService, InferenceServiceArgs
+from components.k8s import custom_resource
+from components.kserve import KSERVE, model_host
 from components.mesh import GATEWAY_SELECTOR
 from components.mesh import NAMESPACE as MESH_NAMESPACE
+from components.model_plan import ModelPlan
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
-from components.serving_platform import MODELS_GATEWAY
+from components.serving_backend import ServingBackend
 from modelrepo.repository import Model, Repository
-from modelrepo.triton import HTTP_PORT, METRICS_PORT
-
-GRPC_PORT = 9000  # KServe's Triton runtime: --grpc-port=9000
-# Seldon: Triton itself, with no executor in front of it (components/seldon.py).
-SELDON_PORTS = (seldon.HTTP_PORT, seldon.GRPC_PORT)
+from modelrepo.triton import METRICS_PORT
 
 
 def example_request(model: Model) -> dict[str, Any]:
@@ -52,11 +44,6 @@ def example_request(model: Model) -> dict[str, Any]:
         inputs.append({"name": tensor.name, "shape": shape, "datatype": datatype,
                        "data": [zero] * count})
     return {"inputs": inputs}
-
-
-def model_host(model: str, namespace: str, domain: str) -> str:
-    """KServe's default domain template: {name}-{namespace}.{ingress domain}."""
-    return f"{model}-{namespace}.{domain}"
 
 
 def curl_command(address: str, host: str, model: str, body: dict[str, Any]) -> str:
@@ -84,6 +71,8 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
                           "minReplicas": floor, "maxReplicas": max(floor, 4),
                           "autoscaler": "keda" if keda else "hpa"})
                       for name in repository.models}
+    # Backend none serves nothing: its plans only say which versions the bucket holds.
+    backend = serving_backend(serving.backend) or KSERVE
     plans = []
     default_pool = config.gpu_node_groups[0].name if config.gpu_node_groups else None
     for name, model in sorted(configured.items()):
@@ -108,7 +97,7 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
             name=name, namespace=serving.namespace, service_account=serving.service_account,
             storage_prefix=config.model_repository.prefix, version=version, config=model,
             gpu_pool=None if on_cpu else (model.gpu_pool or default_pool), canary_version=canary,
-            example_request=example_request(found), backend=serving.backend,
+            example_request=example_request(found), backend=backend,
             triton_image_tag=config.platform.kserve.triton_image_tag,
             ingress_host=model_host(name, serving.namespace, config.platform.kserve.ingress_domain),
         ))
@@ -151,22 +140,21 @@ def s3_annotations(region: str, role_arn: str | None,
     }
 
 
-def network_policy(namespace: str, backend: str = "kserve") -> dict:
+def network_policy(namespace: str, backend: ServingBackend = KSERVE) -> dict:
     """Model pods accept traffic only from the ingress gateway and from Prometheus."""
-    label = SELDON_LABEL if backend == "seldon" else ISVC_LABEL
-    serving_ports = SELDON_PORTS if backend == "seldon" else (HTTP_PORT, GRPC_PORT)
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "model-servers", "namespace": namespace},
         "spec": {
-            "podSelector": {"matchExpressions": [{"key": label, "operator": "Exists"}]},
+            "podSelector": {"matchExpressions": [{"key": backend.pod_label,
+                                                   "operator": "Exists"}]},
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [{"namespaceSelector": {"matchLabels": {
                               "kubernetes.io/metadata.name": MESH_NAMESPACE}},
                            "podSelector": {"matchLabels": {
                                "istio": GATEWAY_SELECTOR}}}],
-                 "ports": [{"protocol": "TCP", "port": port} for port in serving_ports]},
+                 "ports": [{"protocol": "TCP", "port": port} for port in backend.serving_ports]},
                 {"from": [{"namespaceSelector": {"matchLabels": {
                               "kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
                            "podSelector": {"matchLabels": {
@@ -178,18 +166,37 @@ def network_policy(namespace: str, backend: str = "kserve") -> dict:
     }
 
 
+def endpoint(plan: ModelPlan, address: str) -> dict[str, Any]:
+    """How a client reaches the model through the ingress gateway at `address`."""
+    base, host = plan.backend.client_address(plan, address)
+    return {
+        "url": f"http://{base}/v2/models/{plan.name}/infer",
+        "host": host,
+        "curl": curl_command(base, host, plan.name, plan.example_request),
+        "version": plan.version,
+        "canaryVersion": plan.canary_version,
+    }
+
+
+@dataclass(frozen=True)
+class ModelReader:
+    """How model pods read the bucket: S3 through the pods' IRSA role, or an S3-compatible
+    endpoint with keys."""
+
+    role_arn: pulumi.Input[str] | None = None
+    s3_endpoint: str | None = None
+    """An S3-compatible endpoint as pods reach it; None for S3 with IRSA."""
+    s3_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
+
+
 @dataclass
 class ModelServingArgs:
     plans: Sequence[ModelPlan]
     namespace: pulumi.Input[str]
     region: str
     bucket: pulumi.Input[str]
-    reader_role_arn: pulumi.Input[str] | None
+    reader: ModelReader
     ingress_address: pulumi.Input[str]
-    backend: str = "kserve"
-    s3_endpoint: str | None = None
-    """An S3-compatible endpoint as pods reach it; None for S3 with IRSA."""
-    s3_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     monitoring: pulumi.Resource | None = None
 
@@ -201,82 +208,56 @@ class ModelServing(pulumi.ComponentResource):
         if not args.plans:
             raise ValueError("nothing to serve")
         first = args.plans[0]
-        credentials = None
-        if args.s3_credentials is not None:
+        backend = first.backend
+        if any(plan.backend is not backend for plan in args.plans):
+            raise ValueError("the models of one namespace are served by one backend")
+        reader, credentials = args.reader, None
+        if reader.s3_credentials is not None:
             # KServe reads S3 keys from the secrets its service account lists, and the endpoint
             # settings from that Secret's own annotations.
             credentials = k8s.core.v1.Secret(
                 f"{name}-s3-credentials",
                 metadata={"name": "model-store-credentials", "namespace": args.namespace,
-                          "annotations": s3_annotations(args.region, None, args.s3_endpoint)},
+                          "annotations": s3_annotations(args.region, None, reader.s3_endpoint)},
                 type="Opaque",
-                string_data={"AWS_ACCESS_KEY_ID": pulumi.Output.secret(args.s3_credentials[0]),
+                string_data={"AWS_ACCESS_KEY_ID": pulumi.Output.secret(reader.s3_credentials[0]),
                              "AWS_SECRET_ACCESS_KEY":
-                                 pulumi.Output.secret(args.s3_credentials[1])},
+                                 pulumi.Output.secret(reader.s3_credentials[1])},
                 opts=pulumi.ResourceOptions(parent=self))
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata={"name": first.service_account, "namespace": args.namespace,
                       # IRSA: the role and where S3 is. With an S3-compatible store the
                       # settings live on the credentials Secret instead.
-                      "annotations": pulumi.Output.from_input(args.reader_role_arn).apply(
+                      "annotations": pulumi.Output.from_input(reader.role_arn).apply(
                           lambda arn: s3_annotations(args.region, arn))
-                      if args.s3_endpoint is None else {}},
+                      if reader.s3_endpoint is None else {}},
             secrets=[{"name": "model-store-credentials"}] if credentials is not None else None,
             # Triton needs no Kubernetes API access; IRSA and Istio use their own projected
             # tokens.
             automount_service_account_token=False,
             opts=pulumi.ResourceOptions(parent=self,
                                         depends_on=[credentials] if credentials else []))
-        policy = network_policy(first.namespace, args.backend)
+        policy = network_policy(first.namespace, backend)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata={**policy["metadata"], "namespace": args.namespace},
             spec=policy["spec"], opts=pulumi.ResourceOptions(parent=self))
-        ready: list[pulumi.Resource] = [*args.depends_on, account]
-        if args.backend == "seldon":
-            # rclone's settings for the storage initializer: which provider and region, and
-            # "take credentials from the environment" (IRSA). No keys.
-            ready.append(k8s.core.v1.Secret(
-                f"{name}-rclone",
-                metadata={"name": seldon.RCLONE_SECRET, "namespace": args.namespace},
-                type="Opaque", string_data=seldon.rclone_env(args.region),
-                opts=pulumi.ResourceOptions(parent=self)))
+        ready: list[pulumi.Resource] = [
+            *args.depends_on, account,
+            *backend.namespace_objects(self, name, args.namespace, args.region)]
         if args.monitoring is not None and any(p.config.min_replicas == 0 for p in args.plans):
             # Scale from zero reads the gateway's request metrics (Triton has none at zero).
             custom_resource(self, f"{name}-gateway-monitor", gateway_pod_monitor(), ready)
         self.models = {
             plan.name: InferenceService(
                 f"{name}-{plan.name}",
-                InferenceServiceArgs(
-                    plan=plan, bucket=args.bucket, depends_on=ready, monitoring=args.monitoring,
-                    **(self._seldon(plan) if args.backend == "seldon" else
-                       {"gateway": f"{plan.namespace}/{MODELS_GATEWAY}"})),
+                InferenceServiceArgs(plan=plan, bucket=args.bucket, depends_on=ready,
+                                     monitoring=args.monitoring),
                 pulumi.ResourceOptions(parent=self))
             for plan in args.plans
         }
         self.endpoints: pulumi.Output[dict[str, dict[str, Any]]] = pulumi.Output.from_input(
             args.ingress_address).apply(lambda address: {
-                plan.name: self._endpoint(plan, address, args) for plan in args.plans})
+                plan.name: endpoint(plan, address) for plan in args.plans})
+        self.stack_outputs = {"models": self.endpoints}
         self.register_outputs({"models": self.endpoints})
-
-    @staticmethod
-    def _seldon(plan: ModelPlan) -> dict[str, Any]:
-        """A SeldonDeployment, and the stack's own route to it on Seldon's gateway."""
-        return {"server": seldon.seldon_deployment, "route": seldon.seldon_route,
-                "gateway": f"{MESH_NAMESPACE}/{seldon.GATEWAY}", "route_waits_for_ready": False}
-
-    @staticmethod
-    def _endpoint(plan: ModelPlan, address: str, args: ModelServingArgs) -> dict[str, Any]:
-        if args.backend == "seldon":
-            # Seldon's clients address a model by path on its gateway (hosts `*`):
-            # /seldon/<namespace>/<model>/v2/...
-            base, host = f"{address}{seldon.client_prefix(plan).rstrip('/')}", address
-        else:
-            base, host = address, plan.ingress_host
-        return {
-            "url": f"http://{base}/v2/models/{plan.name}/infer",
-            "host": host,
-            "curl": curl_command(base, host, plan.name, plan.example_request),
-            "version": plan.version,
-            "canaryVersion": plan.canary_version,
-        }

@@ -200,6 +200,13 @@ class Monitoring(pulumi.ComponentResource):
         self.alert_topic_arn = topic_arn
         self.prometheus_url = PROMETHEUS_URL
         self.grafana_admin_password = pulumi.Output.secret(password)
+        self.stack_outputs: dict[str, Any] = {
+            "prometheusUrl": self.prometheus_url,
+            "grafanaAdminPassword": self.grafana_admin_password,
+            "grafanaPortForward":
+                f"kubectl -n {NAMESPACE} port-forward svc/{GRAFANA_SERVICE} 3000:80",
+            **({"alertTopicArn": topic_arn} if topic_arn is not None else {}),
+        }
         self.register_outputs({"prometheusUrl": self.prometheus_url,
                                "grafanaService": GRAFANA_SERVICE,
                                "alertTopicArn": topic_arn,

@@ -2,12 +2,13 @@
 controllers build them, and the limits each must fit.
 
 The stack serves each model as at most two InferenceServices with fixed names, one per track
-(`<model>-stable`, `<model>-canary`), so a version change rolls a Deployment instead of renaming
-it (README, "Rollouts"). KServe and KEDA then derive further names from them; a name over its
-limit is refused by the API server or by KEDA's webhook at deploy time, so the configuration
-rule (components/config/rules/models.py, `model_names_fit`) builds every one of them with these
-functions and refuses the model name beforehand. On the Seldon backend the names are Seldon Core's operator's
-(README, "Seldon Core"), ported below from its v1.17.1 source.
+(`<model>-stable`, `<model>-canary`), so a version change rolls a Deployment instead of renaming it
+(docs/architecture.md, "Rollouts"). KServe and KEDA then derive further names from them; a name
+over its limit is refused by the API server or by KEDA's webhook at deploy time, so the
+configuration rule (components/config/rules/models.py, `model_names_fit`) builds every one of them
+with these functions and refuses the model name beforehand. On the Seldon backend the names are
+Seldon Core's operator's (docs/architecture.md, "Seldon Core"), ported below from its v1.17.1
+source.
 
 This module imports nothing from the stack, so the configuration can use it.
 """
@@ -78,9 +79,12 @@ class GeneratedName:
 
 def generated_names(model: str, backend: str = "kserve") -> list[GeneratedName]:
     """Every name limited to a DNS label that the stack, the backend's controller and KEDA derive
-    from `model` (KServe: for both tracks)."""
-    if backend == "seldon":
-        return seldon_generated_names(model)
+    from `model` on `backend` (the `modelServing.backend` value)."""
+    return _GENERATED_NAMES[backend](model)
+
+
+def kserve_generated_names(model: str) -> list[GeneratedName]:
+    """KServe's, for both tracks."""
     names = []
     for track in TRACKS:
         isvc = inference_service(model, track)
@@ -109,10 +113,6 @@ def longest_model_name(backend: str = "kserve") -> int:
     while not name_problems("a" * (length + 1), backend):
         length += 1
     return length
-
-
-MAX_MODEL_NAME_LENGTH = longest_model_name()
-"""The longest model name whose every generated name fits (computed from the functions above)."""
 
 
 # ---- Seldon Core v1.17.1 --------------------------------------------------------------------
@@ -189,3 +189,8 @@ def seldon_generated_names(model: str) -> list[GeneratedName]:
                       DNS_LABEL_MAX),
         GeneratedName("readiness budget", seldon_budget(model), DNS_LABEL_MAX),
     ]
+
+
+_GENERATED_NAMES = {"kserve": kserve_generated_names, "seldon": seldon_generated_names}
+MAX_MODEL_NAME_LENGTH = longest_model_name()
+"""The longest model name whose every generated name fits (computed from the functions above)."""

@@ -78,7 +78,7 @@ class NodeGroup(pulumi.ComponentResource):
         super().__init__("mlserve:node_group:NodeGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         family = args.ami_type.split("_", 1)[0]
-        volumes = [{
+        volumes: list[aws.ec2.LaunchTemplateBlockDeviceMappingArgsDict] = [{
             "device_name": _IMAGE_VOLUME[family],
             "ebs": {"volume_size": args.disk_size_gib, "volume_type": "gp3", "encrypted": "true",
                     "delete_on_termination": "true"},
@@ -124,7 +124,7 @@ class NodeGroup(pulumi.ComponentResource):
                                         ignore_changes=["scalingConfig.desiredSize"]),
         )
         asg_name = self.node_group.resources.apply(
-            lambda resources: resources[0].autoscaling_groups[0].name
+            lambda resources: _first_autoscaling_group(resources).name
         )
         for key, value in autoscaler_template_tags(args).items():
             aws.autoscaling.Tag(
@@ -135,3 +135,13 @@ class NodeGroup(pulumi.ComponentResource):
             )
         self.name_output: pulumi.Output[str] = self.node_group.node_group_name
         self.register_outputs({"nodeGroupName": self.name_output, "autoscalingGroupName": asg_name})
+
+
+def _first_autoscaling_group(
+    resources: Sequence[aws.eks.outputs.NodeGroupResource],
+) -> aws.eks.outputs.NodeGroupResourceAutoscalingGroup:
+    """The Auto Scaling group EKS created for a managed node group (there is exactly one)."""
+    groups = resources[0].autoscaling_groups if resources else None
+    if not groups:
+        raise ValueError("EKS reported no Auto Scaling group for the node group")
+    return groups[0]

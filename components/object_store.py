@@ -56,6 +56,8 @@ class ObjectStore(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlserve:object_store:ObjectStore", name, None, opts)
         ns = namespace(self, name, NAMESPACE, pod_security=BASELINE)
+        access: pulumi.Input[str]
+        secret_key: pulumi.Input[str]
         if args.credentials is None:
             access, secret_key = (
                 random.RandomPassword(f"{name}-{part}", length=length, special=False,
@@ -63,7 +65,9 @@ class ObjectStore(pulumi.ComponentResource):
                 for part, length in (("access-key", 20), ("secret-key", 40)))
         else:
             access, secret_key = args.credentials
-        self.credentials = (pulumi.Output.secret(access), pulumi.Output.secret(secret_key))
+        self.credentials: tuple[pulumi.Output[str], pulumi.Output[str]] = (
+            pulumi.Output.secret(pulumi.Output.from_input(access)),
+            pulumi.Output.secret(pulumi.Output.from_input(secret_key)))
         secret = k8s.core.v1.Secret(
             f"{name}-root", metadata={"name": SECRET, "namespace": ns.metadata.name},
             type="Opaque",

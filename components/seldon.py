@@ -1,8 +1,8 @@
 """Seldon Core v1 as the opt-in serving backend (the original tutorial's): the operator, its Istio
 gateway, and per model the SeldonDeployment (Triton, KEDA on Triton's backlog) and the route to it.
 
-Everything here is written for what seldon-core-operator 1.17.1 does with the objects (README,
-"Seldon Core", lists each behaviour with its file and line; tests/components/test_seldon.py and
+Everything here is written for what seldon-core-operator 1.17.1 does with the objects
+(docs/architecture.md, "Seldon Core", lists each behaviour with its file and line; tests/components/test_seldon.py and
 test_seldon_rollout_contract.py state them as invariants):
 
 - The operator creates its own VirtualService only once a replica is Ready, which a model scaled
@@ -20,27 +20,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components import naming
-from components.inference_service import (
+from components.k8s import BASELINE, custom_resource, helm_release, namespace
+from components.mesh import GATEWAY_SELECTOR
+from components.mesh import NAMESPACE as MESH_NAMESPACE
+from components.model_pods import (
     DRAIN_SECONDS,
     TERMINATION_GRACE_SECONDS,
-    ModelPlan,
-    custom_resource,
     gpu_placement,
     hpa_behavior,
-    keda_triggers,
     model_resources,
     revision,
     triton_model_args,
 )
-from components.k8s import BASELINE, helm_release, namespace
-from components.mesh import GATEWAY_SELECTOR
 from components.monitoring import PROMETHEUS_URL
 from components.naming import STABLE
+from components.promql import keda_triggers
+from components.serving_backend import RuntimeArgs, ServingBackend
 from components.versions import (
     SELDON_INITIALIZER_LIMITS,
     SELDON_INITIALIZER_REQUESTS,
@@ -48,9 +49,14 @@ from components.versions import (
     TRITON_IMAGE,
     TRITON_IMAGE_UID,
 )
-from modelrepo.triton import READY_PATH
+from modelrepo.triton import METRICS_PORT, READY_PATH
+
+if TYPE_CHECKING:
+    from components.model_plan import ModelPlan
 
 NAMESPACE = "seldon-system"
+POD_LABEL = "seldon-deployment-id"
+"""The operator's label on every pod of a SeldonDeployment."""
 GATEWAY = "seldon-gateway"
 RCLONE_SECRET = "seldon-rclone-irsa"
 NO_ENGINE = "seldon.io/no-engine"
@@ -217,8 +223,7 @@ def seldon_deployment(plan: ModelPlan, bucket: str, track: str = STABLE) -> dict
     """The model's SeldonDeployment (machinelearning.seldon.io/v1, seldon-core-operator 1.17.1):
     one predictor, one Triton node, no executor."""
     config = plan.config
-    labels = {naming.MODEL_LABEL: plan.name, naming.TRACK_LABEL: track,
-              naming.VERSION_LABEL: plan.version}
+    labels = plan.track_labels(track)
     pod_spec = {
         **gpu_placement(plan),
         "securityContext": pod_security(),
@@ -323,8 +328,8 @@ class SeldonCore(pulumi.ComponentResource):
         if args.version != SELDON_LAST_APACHE_VERSION:
             pulumi.log.warn(f"seldon-core-operator {args.version}: the SeldonDeployments are "
                             f"written for what {SELDON_LAST_APACHE_VERSION}'s operator does with "
-                            "them (README, \"Seldon Core\"); that is not verified for this "
-                            "version", self)
+                            "them (docs/architecture.md, \"Seldon Core\"); that is not verified "
+                            "for this version", self)
         ns = namespace(self, name, NAMESPACE, pod_security=BASELINE)
         self.gateway_ref = f"{args.mesh_namespace}/{GATEWAY}"
         custom_resource(self, f"{name}-gateway", gateway(args.mesh_namespace), [args.mesh_crds])
@@ -333,3 +338,78 @@ class SeldonCore(pulumi.ComponentResource):
                                     depends_on=[args.cert_manager, *args.depends_on],
                                     version=args.version)
         self.register_outputs({"release": self.release.status})
+
+
+class Seldon(ServingBackend):
+    """One SeldonDeployment per model (no canary), named `<model>`; the stack's route on
+    Seldon's gateway, by the path Seldon's clients use."""
+
+    name = "seldon"
+    pod_label = POD_LABEL
+    # Triton itself, with no executor in front of it.
+    serving_ports = (HTTP_PORT, GRPC_PORT)
+    # The route never changes, and must exist while no replica is Ready (scale to zero).
+    route_waits_for_ready = False
+
+    def install_runtime(self, name: str, args: RuntimeArgs,
+                        opts: pulumi.ResourceOptions) -> pulumi.Resource:
+        return SeldonCore(
+            name,
+            SeldonCoreArgs(version=args.settings.seldon.version,
+                           mesh_namespace=args.mesh_namespace, mesh_crds=args.mesh_crds,
+                           cert_manager=args.cert_manager,
+                           depends_on=[*args.depends_on, args.mesh_control_plane]),
+            opts,
+        ).release
+
+    def server(self, plan: ModelPlan, bucket: str, track: str = STABLE) -> dict[str, Any]:
+        return seldon_deployment(plan, bucket, track)
+
+    def server_resource_name(self, name: str, track: str) -> str:
+        # The name earlier releases gave it, so an upgrade updates it in place (a new name would
+        # create `<model>` again).
+        return f"{name}-seldondeployment"
+
+    def budget_name(self, plan: ModelPlan, track: str) -> str:
+        return naming.seldon_budget(plan.name, track)
+
+    def gateway(self, plan: ModelPlan) -> str:
+        return f"{MESH_NAMESPACE}/{GATEWAY}"
+
+    def route(self, plan: ModelPlan, gateway: str) -> dict[str, Any]:
+        return seldon_route(plan, gateway)
+
+    def pod_pattern(self, plan: ModelPlan, track: str | None = None) -> str:
+        # One Deployment, named by the operator (components/naming.py), whatever the track.
+        return f"{naming.seldon_pod_prefix(plan.name)}.*"
+
+    def service(self, plan: ModelPlan, track: str = STABLE) -> str:
+        return naming.seldon_predictor_service(plan.name)
+
+    def metrics_endpoint(self, plan: ModelPlan) -> dict[str, Any]:
+        # Seldon replaces the Triton container's ports with its own: keep that container's
+        # declared http port as the target, then point the address at Triton's 8002.
+        return {"port": "http", "path": "/metrics", "interval": "15s", "relabelings": [
+            {"sourceLabels": ["__meta_kubernetes_pod_container_name"], "regex": plan.name,
+             "action": "keep"},
+            {"sourceLabels": ["__meta_kubernetes_pod_ip"], "regex": "(.+)",
+             "targetLabel": "__address__", "replacement": f"$1:{METRICS_PORT}",
+             "action": "replace"},
+        ]}
+
+    def client_address(self, plan: ModelPlan, address: str) -> tuple[str, str]:
+        # Seldon's clients address a model by path on its gateway (hosts `*`):
+        # /seldon/<namespace>/<model>/v2/...
+        return f"{address}{client_prefix(plan).rstrip('/')}", address
+
+    def namespace_objects(self, scope: pulumi.Resource, name: str, namespace: pulumi.Input[str],
+                          region: str) -> list[pulumi.Resource]:
+        # rclone's settings for the storage initializer: which provider and region, and "take
+        # credentials from the environment" (IRSA). No keys.
+        return [k8s.core.v1.Secret(
+            f"{name}-rclone", metadata={"name": RCLONE_SECRET, "namespace": namespace},
+            type="Opaque", string_data=rclone_env(region),
+            opts=pulumi.ResourceOptions(parent=scope))]
+
+
+SELDON = Seldon()

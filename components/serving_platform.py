@@ -50,7 +50,7 @@ def kserve_values(*, ingress_domain: str) -> dict[str, Any]:
                     "ingressGateway": {"className": INGRESS_CLASS, "enableGatewayApi": False},
                     # v0.20's Standard-mode Ingress routes only to the stable predictor, so a
                     # canary would get no traffic: the stack routes each model with its own
-                    # weighted VirtualService instead (components/inference_service.py).
+                    # weighted VirtualService instead (components/kserve.py).
                     "disableIngressCreation": True,
                 },
                 "nodeSelector": SYSTEM_NODE_SELECTOR,
@@ -129,6 +129,7 @@ class ServingPlatform(pulumi.ComponentResource):
             spec=gateway["spec"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.mesh_crds]))
         self.model_namespace = models.metadata.name
+        self.stack_outputs = {"modelNamespace": self.model_namespace}
         self.register_outputs({"namespace": ns.metadata.name,
                                "modelNamespace": self.model_namespace,
                                "tritonRuntime": TRITON_RUNTIME,

@@ -20,11 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.config import runtime, validate
+from pydantic import SecretStr
+
 from components.config.errors import ConfigError, Problem, render
 from components.config.rules import SectionUnavailable, is_valid
+from components.config.runtime import (
+    raw_project_config,
+    secret_project_keys,
+    this_stack_file_problems,
+)
 from components.config.stack import StackConfig
-from components.inference_service import ModelPlan
+from components.config.validate import check as check_config
+from components.model_plan import ModelPlan
 from components.model_repository import ModelRepositoryError, load_model_repository
 from components.model_serving import plan_models
 from modelrepo.repository import Repository
@@ -73,7 +80,7 @@ def _plan(config: StackConfig, repository: Repository,
 
 def _check(raw: Mapping[str, Any], secret_keys: Sequence[str], project_root: Path,
            file_problems: Sequence[Problem] = ()) -> tuple[StackInputs | None, list[Problem]]:
-    config, problems = validate.check(raw, secret_keys, file_problems)
+    config, problems = check_config(raw, secret_keys, file_problems)
     repository = _load_repository(config, project_root, problems)
     plans = _plan(config, repository, problems) if repository is not None else []
     if problems or repository is None:
@@ -89,10 +96,16 @@ def check(raw: Mapping[str, Any], secret_keys: Sequence[str], project_root: Path
     return inputs, [render(location, message) for location, message in problems]
 
 
+def secret_value(value: SecretStr | None) -> str | None:
+    """The plain value of a secret config key, None when unset: the part that takes it keeps it a
+    Pulumi secret."""
+    return value.get_secret_value() if value else None
+
+
 def load(project_root: Path) -> StackInputs:
     """This stack's validated inputs; raises one ConfigError listing every problem."""
-    inputs, problems = _check(runtime.raw_project_config(), runtime.secret_project_keys(),
-                              project_root, runtime.this_stack_file_problems(project_root))
+    inputs, problems = _check(raw_project_config(), secret_project_keys(), project_root,
+                              this_stack_file_problems(project_root))
     if problems or inputs is None:
         raise StackInputError(problems)
     return inputs

@@ -1,6 +1,7 @@
 """Every pinned version and version-dependent fact in one place.
 
-Bump versions here only; the README's version table is checked against this module by a test.
+Bump versions here only, then `make docs`: docs/architecture.md's version table is generated
+from this module and checked by a test.
 """
 
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ GPU_FAMILIES: tuple[str, ...] = tuple(_GPU_FAMILIES)
 GPU_FAMILY_PREFIXES: tuple[str, ...] = ("g", "p", "inf", "trn", "dl")
 
 
-# Helm charts: one row per chart the platform installs. The README's version table is generated
+# Helm charts: one row per chart the platform installs. The docs' version table is generated
 # from this mapping and checked by a test.
 ISTIO_REPO = "https://istio-release.storage.googleapis.com/charts"
 KSERVE_OCI = "oci://ghcr.io/kserve/charts"

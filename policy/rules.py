@@ -1,7 +1,7 @@
 """The mlserve policy rules, importable without pulumi-policy so tests call them directly.
 
 Each rule is a plain function with a docstring saying why it exists (its first line is the
-rule's description in the pack and in the README). Resource rules receive an object with
+rule's description in the pack and in docs/policy.md). Resource rules receive an object with
 `resource_type`, `props`, `urn`, `name`, `opts` (`protect`) and `provider` (its `props`); stack
 rules receive an object with `resources`, a list of such objects. `report(message)` records a
 violation. policy/__main__.py wraps them into a PulumiPolicy pack.

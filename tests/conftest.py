@@ -18,6 +18,13 @@ def stack_graph(stack: str) -> Graph:
     return _cache[stack]
 
 
+def pytest_collection_modifyitems(items):
+    """A test that asks for the shared Triton server starts it: `make test-fast` leaves it out."""
+    for item in items:
+        if "local_triton" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)
+
+
 @pytest.fixture(params=STACKS)
 def graph(request) -> Graph:
     """The recorded graph of every shipped stack, one test run per stack."""

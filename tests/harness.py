@@ -403,6 +403,13 @@ def evaluate(stack: str, overrides: Mapping[str, Any] | None = None,
     return _evaluate(stack, overrides, remove, config=config, secret_keys=secret_keys)
 
 
+def evaluate_program(main: Path, stack: str, *, config: Mapping[str, str] | None = None,
+                     secret_keys: Iterable[str] = ()) -> Graph:
+    """Run another Pulumi program (a test's own, at `main`) exactly as `evaluate` runs
+    __main__.py: same config, mocks and recording."""
+    return _evaluate(stack, None, (), config=config, secret_keys=secret_keys, main=main)
+
+
 def _evaluate(stack: str, overrides: Mapping[str, Any] | None, remove: Iterable[str], *,
               config: Mapping[str, str] | None, secret_keys: Iterable[str],
               main: Path = ROOT_DIR / "__main__.py") -> Graph:
@@ -455,7 +462,7 @@ def set_path(config: Mapping[str, str], path: str, value: Any) -> dict[str, str]
     root: Any = json.loads(current) if current is not None else ({} if isinstance(parts[1], str)
                                                                   else [])
     node = root
-    for part, following in zip(parts[1:-1], parts[2:]):
+    for part, following in zip(parts[1:-1], parts[2:], strict=True):
         if isinstance(node, dict):
             node = node.setdefault(part, {} if isinstance(following, str) else [])
         else:

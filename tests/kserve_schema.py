@@ -82,8 +82,9 @@ def validate(value: Any, type_name: str, path: str = "") -> list[str]:
         try:
             cls.model_validate(value)
         except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError
+            details = exc.errors() if hasattr(exc, "errors") else [{"loc": (), "msg": str(exc)}]
             errors += [f"{path}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                       for e in getattr(exc, "errors", lambda: [{"loc": (), "msg": str(exc)}])()]
+                       for e in details]
         return errors
     if not isinstance(value, dict):
         return [f"{path}: expected {type_name} object, got {type(value).__name__}"]

@@ -56,7 +56,7 @@ def validate_core(obj: dict[str, Any], kubernetes_version: str) -> str | None:
 
 def validate_custom(objects: list[dict[str, Any]]) -> list[str | None]:
     node = shutil.which("node")
-    assert node, "node is needed to validate custom resources (see README prerequisites)"
+    assert node, "node is needed to validate custom resources (see docs/operations.md, Prerequisites)"
     assert (SCHEMAS_DIR / "node_modules").is_dir(), \
         "schemas not installed: run `make test` (npm ci in tests/schemas)"
     result = subprocess.run([node, "validate.mjs"], cwd=SCHEMAS_DIR, input=json.dumps(objects),

@@ -12,6 +12,7 @@ The server always answers for real; faults are added on the way there, the way t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -197,10 +198,8 @@ class DroppingProxy:
         except OSError:
             pass
         for sock in (source, sink):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
     def close(self) -> None:

@@ -14,6 +14,9 @@ import pytest
 from tests.harness import ROOT_DIR
 
 PACKAGES = ("components", "modelrepo", "policy", "tools")
+TESTS = "tests"
+"""The harness, the graph snapshot and the tests: they may import every layer and are not
+checked themselves, but no layer may import them."""
 FACTS = ("components.versions", "components.aws_facts", "components.naming")
 BELOW_PARTS = {"config", "facts", "modelrepo", "policy"}
 ALLOWED: dict[str, set[str]] = {
@@ -78,7 +81,7 @@ def imports(path: Path, text: str) -> Iterator[tuple[int, str]]:
         else:
             continue
         for name in dict.fromkeys(names):
-            if name.split(".")[0] in PACKAGES:
+            if name.split(".")[0] in (*PACKAGES, TESTS):
                 yield node.lineno, name
 
 
@@ -86,7 +89,7 @@ def layer(module: str) -> str:
     top = module.split(".")[0]
     if module == "__main__":
         return "program"
-    if top in ("policy", "modelrepo", "tools"):
+    if top in ("policy", "modelrepo", "tools", TESTS):
         return top
     if module == "components.config" or module.startswith("components.config."):
         return "config"
@@ -142,3 +145,12 @@ def test_the_check_sees_a_wrong_way_import():
     assert len(found) == 2, found
     assert "imports tools.promote: the config layer may import only" in found[0]
     assert "imports components.config.stack: inside components/config/" in found[1]
+
+
+def test_no_layer_imports_the_tests():
+    """tests/ (the harness, tests/graph_snapshot.py) sits above every layer."""
+    part = ROOT_DIR / "components" / "foundation.py"
+    text = part.read_text() + "\n\nfrom tests.graph_snapshot import SHIPPED\n"
+    found = list(violations(part, text))
+    assert len(found) == 1, found
+    assert "imports tests.graph_snapshot: the parts layer may import only" in found[0]

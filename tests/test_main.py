@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT_DIR, STACKS, evaluate
+from tests.harness import ROOT_DIR, STACKS, evaluate, set_path, stack_config
 
 EXPORTS = {"vpcId", "privateSubnetIds", "publicSubnetIds", "clusterName", "clusterEndpoint",
            "kubeconfig", "oidcProviderArn", "modelBucketName", "modelReaderRoleArn",
@@ -103,13 +103,100 @@ def test_evaluation_is_deterministic():
         assert evaluate(stack).canonical() == evaluate(stack).canonical()
 
 
-def test_main_only_wires_components():
-    tree = ast.parse((ROOT_DIR / "__main__.py").read_text())
-    imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    imports |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    assert imports <= {"pulumi", "pathlib"} | {m for m in imports if m.startswith("components")}
-    assert "pulumi_aws" not in imports and "pulumi_kubernetes" not in imports
+# ---- __main__.py as the parts list: each stack file wires the parts its config asks for -----
+
+# Where the platform stands (components/foundation.py), by cluster.mode, as (name, type).
+FOUNDATION_PARTS = {
+    "eks": {("aws", AWS_PROVIDER), ("network", "mlserve:network:Network"),
+            ("cluster", "mlserve:cluster:Cluster"),
+            ("gpu", "mlserve:gpu_node_groups:GpuNodeGroups"),
+            ("cluster-autoscaler", "mlserve:cluster_autoscaler:ClusterAutoscaler"),
+            ("lb-controller", "mlserve:load_balancer_controller:LoadBalancerController"),
+            ("storage", "mlserve:storage:Storage"), ("models", "mlserve:model_store:ModelStore"),
+            ("model-repo", "mlserve:model_repository:ModelRepository")},
+    "existing": {("cluster", "mlserve:existing_cluster:ExistingCluster"),
+                 ("object-store", "mlserve:object_store:ObjectStore"),
+                 ("model-upload", "mlserve:model_upload:ModelUpload")},
+}
+PLATFORM_PARTS = {("cert-manager", "mlserve:cert_manager:CertManager"),
+                  ("mesh", "mlserve:mesh:Mesh"), ("monitoring", "mlserve:monitoring:Monitoring"),
+                  ("autoscaling", "mlserve:autoscaling:Autoscaling"),
+                  ("serving", "mlserve:serving_platform:ServingPlatform"),
+                  ("model-serving", "mlserve:model_serving:ModelServing")}
+GPU_DAEMONS = ("gpu-stack", "mlserve:gpu_stack:GpuStack")
+SHIPPED = {"dev": "eks", "staging": "eks", "prod": "eks", "local": "existing"}
+
+
+def top_level_parts(graph):
+    urns = {r.urn for r in graph.resources}
+    return {(r.name, r.type) for r in graph.resources if r.parent not in urns}
+
+
+@pytest.mark.parametrize(("stack", "mode"), SHIPPED.items())
+def test_each_stack_file_wires_its_foundation_and_the_platform(stack, mode):
+    graph = evaluate(stack)
+    assert graph.error is None, graph.error
+    # GPU daemons only where the stack owns GPU nodes (local turns both daemons off).
+    daemons = {GPU_DAEMONS} if mode == "eks" else set()
+    assert top_level_parts(graph) == FOUNDATION_PARTS[mode] | PLATFORM_PARTS | daemons
+
+
+def test_the_seldon_backend_adds_its_runtime_and_nothing_else(dev):
+    seldon = evaluate("dev", config=set_path(stack_config("dev"), "modelServing.backend",
+                                             "seldon"))
+    assert top_level_parts(seldon) == top_level_parts(dev) | {("seldon",
+                                                               "mlserve:seldon:SeldonCore")}
+
+
+def test_backend_none_serves_nothing_but_keeps_the_versions():
+    graph = evaluate("dev", {"mlserve:modelServing": {"backend": "none"}})
+    assert graph.error is None, graph.error
+    parts = top_level_parts(graph)
+    assert ("model-serving", "mlserve:model_serving:ModelServing") not in parts
+    assert ("model-repo", "mlserve:model_repository:ModelRepository") in parts
+    assert "models" not in graph.exports and graph.exports["modelStorageUris"]
+
+
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_models_wait_for_runtime_bucket_identity_model_files_and_keda(stack):
+    graph = evaluate(stack)
+    server = next(r for r in graph.resources if r.custom and r.type.endswith(":InferenceService"))
+    releases = {r.name: r for r in graph.of_type("kubernetes:helm.sh/v3:Release")}
+    must_exist_first = [releases["serving-kserve-runtime-configs"], releases["autoscaling-keda"],
+                        graph.named("model-serving-sa")]
+    if SHIPPED[stack] == "eks":
+        must_exist_first += [graph.named("models-reader"), graph.named("model-repo")]
+    else:
+        must_exist_first += [graph.named("model-upload"),
+                             graph.named("model-serving-s3-credentials")]
+    for part in must_exist_first:
+        assert graph.waits_for(server, part), part.name
+
+
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_gpu_daemons_wait_for_the_gpu_capacity(stack):
+    graph = evaluate(stack)
+    daemons = [r for r in graph.of_type("kubernetes:helm.sh/v3:Release")
+               if r.name.startswith("gpu-stack-")]
+    assert bool(daemons) is (SHIPPED[stack] == "eks")
+    for daemon in daemons:
+        assert graph.waits_for(daemon, graph.named("gpu")), daemon.name
+
+
+def test_only_the_picker_names_a_backend():
+    """A serving backend is an object (components/serving_backend.py): outside the picker
+    (components/backends.py) nothing compares `modelServing.backend` with a backend's name.
+    The config's validation rules (components/config/, not globbed below) read the raw
+    setting."""
+    names = ("kserve", "seldon")
+    for path in [ROOT_DIR / "__main__.py", *sorted((ROOT_DIR / "components").glob("*.py"))]:
+        if path.name == "backends.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                literals = [c.value for c in (node.left, *node.comparators)
+                            if isinstance(c, ast.Constant)]
+                assert not set(literals) & set(names), f"{path.name}:{node.lineno}"
 
 
 @pytest.mark.parametrize("stack", STACKS)

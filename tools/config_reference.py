@@ -1,8 +1,10 @@
-"""Prints the stack configuration reference (README) from the typed models' own declarations.
+"""Prints the stack configuration reference (docs/configuration.md) from the typed models'
+own declarations.
 
     python -m tools.config_reference
 
-A test compares the README against this output, so the reference cannot drift from the code.
+`make docs` writes it into docs/configuration.md, and a test fails when the file differs from
+this output, so the reference cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -54,13 +56,23 @@ def _constraints(field: Any) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _default(field: Any) -> str:
-    if field.default_factory is not None:
-        value = field.default_factory()
-    elif field.default is PydanticUndefined:
+_REQUIRED = object()
+
+
+def _default_value(field: Any, name: str, parent_default: BaseModel | None) -> Any:
+    """The value a key takes when it is left out: its parent's default object decides, when
+    there is one (`platform.minio` defaults to a part with `enabled: false`, while a part's own
+    field default is true)."""
+    if parent_default is not None:
+        return getattr(parent_default, name)
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return _REQUIRED
+    return field.get_default(call_default_factory=True, validated_data={})
+
+
+def _default(value: Any) -> str:
+    if value is _REQUIRED:
         return "**required**"
-    else:
-        value = field.default
     if isinstance(value, BaseModel):
         return "see below"
     return f"`{json.dumps(value)}`"
@@ -75,18 +87,20 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def rows(model: type[BaseModel] = StackConfig, prefix: str = "") -> list[str]:
+def rows(model: type[BaseModel] = StackConfig, prefix: str = "",
+         parent_default: BaseModel | None = None) -> list[str]:
     out = []
     for name, field in model.model_fields.items():
         key = to_camel(name)
         path = f"{prefix}{key}"
+        value = _default_value(field, name, parent_default)
         out.append(f"| `{path}` | {_type_name(field.annotation)}{_constraints(field)} | "
-                   f"{_default(field)} | {field.description or ''} |")
+                   f"{_default(value)} | {field.description or ''} |")
         inner = _inner_model(field.annotation)
         if inner is not None:
             origin = typing.get_origin(field.annotation)
             nested = {list: f"{path}[].", dict: f"{path}.<name>."}.get(origin, f"{path}.")
-            out.extend(rows(inner, nested))
+            out.extend(rows(inner, nested, value if isinstance(value, BaseModel) else None))
     return out
 
 

@@ -1,4 +1,4 @@
-"""Prints the README's policy list from the rules' own docstrings.
+"""Prints docs/policy.md's table of rules from the rules' own docstrings.
 
     python -m tools.policy_table
 """

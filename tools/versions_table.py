@@ -1,4 +1,4 @@
-"""Prints the README's table of pinned versions from components/versions.py.
+"""Prints docs/architecture.md's table of pinned versions from components/versions.py.
 
     python -m tools.versions_table
 """

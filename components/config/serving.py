@@ -20,7 +20,7 @@ from components.config.types import (
 
 class CanaryConfig(ConfigModel):
     """A second version of a model taking a share of its traffic, served by its own
-    InferenceService next to the stable one (README, "Canary, promotion, rollback")."""
+    InferenceService next to the stable one (docs/operations.md, "Canary, promotion, rollback")."""
 
     version: str | None = Field(None, pattern=CONTENT_HASH,
                                 description="Pin the canary to this model version, served from "

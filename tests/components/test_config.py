@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components import versions
-from components.config import runtime
 from components.config.capacity import node_room
 from components.config.errors import ConfigError
 from components.config.network import NetworkConfig
 from components.config.quantities import cpu_millicores, memory_mib
 from components.config.rules.models import RESERVED_NAMESPACES
+from components.config.runtime import _decode
 from components.config.stack_file import duplicate_keys
 from components.config.types import LOG_RETENTION_DAYS
 from components.config.validate import parse
@@ -400,7 +401,7 @@ def test_a_broken_model_is_reported_with_the_config_problems(tmp_path):
     repo = tmp_path / "repo" / "broken"
     repo.mkdir(parents=True)
     (repo / "config.pbtxt").write_text("this is not a model config")
-    raw = {k.split(":", 1)[1]: runtime._decode(v) for k, v in engine_config("prod").items()
+    raw = {k.split(":", 1)[1]: _decode(v) for k, v in engine_config("prod").items()
            if k.startswith("mlserve:")}
     raw["modelRepository"] = {"path": "repo"}
     raw["modelBucket"] = {**raw["modelBucket"], "forceDestroy": True}
@@ -494,13 +495,21 @@ def test_the_longest_model_name_is_derived_from_the_generated_names():
     assert naming.name_problems(longest + "m")
     for name in naming.generated_names(longest):
         assert len(name.value) <= name.limit, name
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert f"the longest allowed ({naming.MAX_MODEL_NAME_LENGTH} characters)" in readme
+    configuration = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert f"the longest allowed ({naming.MAX_MODEL_NAME_LENGTH} characters)" in configuration
 
 
 def test_reserved_namespaces_include_every_platform_namespace():
-    from components import (autoscaling, cert_manager, gpu_stack, mesh, monitoring,
-                            object_store, seldon, serving_platform)
+    from components import (
+        autoscaling,
+        cert_manager,
+        gpu_stack,
+        mesh,
+        monitoring,
+        object_store,
+        seldon,
+        serving_platform,
+    )
 
     for module in (cert_manager, gpu_stack, mesh, monitoring, object_store, seldon,
                    serving_platform):
@@ -568,7 +577,7 @@ def test_config_is_frozen():
     config = parse(json.loads(json.dumps({
         "environment": "dev", "region": "us-west-2", "cluster": {"adminPrincipalArns": [DEV_ARN]},
         "gpuNodeGroups": [{"name": "t4", "instanceTypes": ["g4dn.xlarge"]}]})))
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         config.network.az_count = 5  # type: ignore[misc]
 
 

@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 
 from components import naming
-from components.inference_service import alert_expressions, dashboard_queries
 from components.monitoring import PROMETHEUS_URL
+from components.promql import alert_expressions, dashboard_queries
 from components.versions import TRITON_IMAGE_TAG
 from modelrepo.repository import load
 from modelrepo.triton import METRICS_ARGS
@@ -370,7 +370,8 @@ def _scrape(server) -> set[str]:
 
 
 def test_every_promql_metric_exists_on_a_live_triton(graph, local_triton):
-    from components.inference_service import ModelPlan, backlog_query  # noqa: F401
+    from components.model_plan import ModelPlan  # noqa: F401
+    from components.promql import backlog_query  # noqa: F401
 
     exported = _scrape(local_triton)
     queries = [m["external"]["metric"]["query"]
@@ -405,7 +406,7 @@ def test_the_output_curl_request_is_answered_by_a_local_triton(graph, local_trit
 
 
 def test_queries_select_one_model_in_one_namespace(graph):
-    from components.inference_service import ModelPlan
+    from components.model_plan import ModelPlan
 
     plan = ModelPlan(name="cifar10", namespace="models", service_account="s",
                      storage_prefix="models", version="a" * 20,

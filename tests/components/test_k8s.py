@@ -157,7 +157,7 @@ def test_custom_resources_validate_against_published_schemas(stack, request):
     custom = [o for o in manifests(graph) if not is_core(o) and not is_kserve(o)]
     assert {o["kind"] for o in custom} >= {"PeerAuthentication", "PodMonitor", "PrometheusRule"}
     errors = validate_custom(custom)
-    assert errors == [None] * len(custom), list(zip([o["kind"] for o in custom], errors))
+    assert errors == [None] * len(custom), list(zip([o["kind"] for o in custom], errors, strict=True))
 
 
 @pytest.mark.parametrize("stack", STACKS)

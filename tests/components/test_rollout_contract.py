@@ -3,7 +3,7 @@ version, a canary added, promoted, rolled back), and check that what the engine 
 controllers do between the two never leaves the route pointing at a server that isn't Ready,
 leaves nothing behind, and moves only the model that changed.
 
-The model of the receivers, each part from the pinned code (README, "Rollouts"):
+The model of the receivers, each part from the pinned code (docs/architecture.md, "Rollouts"):
 
 - The Pulumi engine creates and updates resources in dependency order; an update of a resource
   annotated `pulumi.com/waitFor` completes only when its condition holds; resources gone from the

@@ -1,6 +1,6 @@
 """components/seldon.py: the opt-in Seldon Core backend, checked against what seldon-core-operator
-1.17.1 does with what the stack renders (README, "Seldon Core"; the operator's behaviour across
-versions of a model is in test_seldon_rollout_contract.py)."""
+1.17.1 does with what the stack renders (docs/architecture.md, "Seldon Core"; the operator's
+behaviour across versions of a model is in test_seldon_rollout_contract.py)."""
 
 from __future__ import annotations
 
@@ -395,7 +395,7 @@ def test_pod_pattern_everywhere_is_the_operators(every_stack):
 def test_the_route_exists_whatever_the_replicas(every_stack):
     (route,) = every_stack.of_type(ROUTE)
     spec = route.inputs["spec"]
-    # Named like the operator's own route, so an old one can't shadow it silently (README).
+    # Named like the operator's own route, so an old one can't shadow it silently (docs).
     assert route.inputs["metadata"]["name"] == "cifar10"
     assert spec["hosts"] == ["*"] and spec["gateways"] == ["istio-system/seldon-gateway"]
     host = "cifar10-default.models.svc.cluster.local"
@@ -451,7 +451,7 @@ def test_the_gateway_is_the_ingress_gateway(seldon_dev):
 def test_pulumi_up_waits_for_the_new_revision_where_there_is_a_floor(every_stack):
     budgets = every_stack.of_type(PDB)
     if every_stack.stack == "dev":
-        assert budgets == []  # scale to zero: nothing to wait for (README)
+        assert budgets == []  # scale to zero: nothing to wait for (docs)
         return
     (budget,) = budgets
     labels = component(every_stack)["metadata"]["labels"]
@@ -528,7 +528,7 @@ def test_canary_needs_kserve():
 
 
 def test_the_pool_must_hold_a_surge_replica_for_seldons_rollouts_too():
-    """The operator's Deployments roll with maxUnavailable 0 (README): one more pod than the
+    """The operator's Deployments roll with maxUnavailable 0 (docs): one more pod than the
     floor, so a floor that fills the pool is refused as on KServe."""
     graph = evaluate("staging", config=seldon_stack("staging", **{
         "modelServing.models.cifar10.minReplicas": 3,

@@ -6,7 +6,7 @@ its new pods, that an autoscaling change restarts nothing, and that every name t
 queries use is the one the operator gives.
 
 The model of the operator (paths in SeldonIO/seldon-core at v1.17.1, operator/controllers/ unless
-stated; README, "Seldon Core", lists the same lines):
+stated; docs/architecture.md, "Seldon Core", lists the same lines):
 
 - Deployment `GetDeploymentName` (components/naming.py), labels `seldon-deployment-id`, `app`,
   `fluentd`, selector `seldon-deployment-id` (seldondeployment_controller.go:972-1000); the pod

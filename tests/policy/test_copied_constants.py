@@ -117,9 +117,11 @@ def environment_tag() -> None:
 
 
 def pod_labels() -> None:
-    from components.inference_service import ISVC_LABEL, SELDON_LABEL
+    """The label each serving backend's controller puts on every model pod."""
+    from components.kserve import KSERVE
+    from components.seldon import SELDON
 
-    assert (rules.ISVC_POD_LABEL, rules.SELDON_POD_LABEL) == (ISVC_LABEL, SELDON_LABEL)
+    assert (KSERVE.pod_label, SELDON.pod_label) == (rules.ISVC_POD_LABEL, rules.SELDON_POD_LABEL)
 
 
 def type_token(name: str) -> Callable[[], None]:

@@ -553,12 +553,13 @@ def test_environment_fails_closed(monkeypatch):
 def test_the_packs_copies_of_stack_constants_match_the_stack():
     """The pack runs in its own environment, so it keeps copies; they must not drift."""
     from components.gpu_node_groups import GPU_TAINT
-    from components.inference_service import ISVC_LABEL, SELDON_LABEL
     from components.k8s import POOL_LABEL
+    from components.kserve import ISVC_LABEL
+    from components.seldon import POD_LABEL as SELDON_LABEL
     from components.versions import SUPPORTED_KUBERNETES_VERSIONS
     from policy import rules
 
     assert rules.SUPPORTED_KUBERNETES_VERSIONS == SUPPORTED_KUBERNETES_VERSIONS
-    assert rules.GPU_TAINT == {"key": GPU_TAINT.key, "effect": GPU_TAINT.effect}
+    assert {"key": GPU_TAINT.key, "effect": GPU_TAINT.effect} == rules.GPU_TAINT
     assert (rules.ISVC_POD_LABEL, rules.SELDON_POD_LABEL) == (ISVC_LABEL, SELDON_LABEL)
     assert rules.POOL_LABEL == POOL_LABEL

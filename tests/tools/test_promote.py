@@ -3,6 +3,7 @@ model published and promoted under its own version, checked from its bytes, pinn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -383,10 +384,8 @@ def test_concurrent_promotions_never_lose_a_pin(s3, stacks, tmp_path):
 
     def run(model):
         def copy(**kwargs):
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(timeout=10)
-            except threading.BrokenBarrierError:
-                pass
             return client.copy_object(**kwargs)
         try:
             promotion.promote(one(stacks, url, versions[model], model=model), copy_object=copy)

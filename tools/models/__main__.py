@@ -1,8 +1,9 @@
-"""python -m tools.models build|validate|hash|serve|bench|publish — see README, "Models"."""
+"""python -m tools.models build|validate|hash|serve|bench|publish — see docs/models.md."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import tempfile
@@ -66,27 +67,35 @@ def cmd_hash(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tools.models.serve import TritonServer, write_twins
+    from tools.models.serve import SHIPPED_TWIN, ServerSetupError, TritonServer, write_twins
 
     repo = _validate(args.repository, torch_checks=True)
     with tempfile.TemporaryDirectory(prefix="mlserve-twins-") as work:
-        twins = write_twins(repo, Path(work) / "repo", instances=args.instances)
+        settings = SHIPPED_TWIN if args.instances is None else dataclasses.replace(
+            SHIPPED_TWIN, instances=args.instances)
+        twins = write_twins(repo, Path(work) / "repo", settings)
         ports = {k: v for k, v in (("http_port", args.http_port), ("grpc_port", args.grpc_port),
                                    ("metrics_port", args.metrics_port)) if v}
-        server = TritonServer(str(twins), **ports)
+        try:
+            env = settings.server_env()
+        except ServerSetupError as exc:
+            print(f"serve: {exc}", file=sys.stderr)
+            return 1
+        server = TritonServer(str(twins), env=env, extra_args=settings.server_args(), **ports)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        with server:
+        with server:  # Ctrl-C while it starts: KeyboardInterrupt, and start() stops it
+            # From here on Ctrl-C only sets the event too: a KeyboardInterrupt raised between
+            # two statements below (Ctrl-C right after the banner) would skip "stopped" and
+            # exit non-zero.
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
             print(f"Triton is serving {', '.join(repo.models)} (python-backend twins, CPU)")
             print(f"  V2 HTTP:  {server.url}   e.g. curl {server.url}/v2/models/"
                   f"{next(iter(repo.models))}")
             print(f"  V2 gRPC:  127.0.0.1:{server.grpc_port}")
             print(f"  metrics:  {server.metrics_url}")
             print("Ctrl-C to stop.", flush=True)
-            try:
-                stop.wait()
-            except KeyboardInterrupt:
-                pass
+            stop.wait()
         print("stopped")
     return 0
 
@@ -111,21 +120,43 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from tools.models import bench
+    from tools.models.loadgen import LoadGeneratorError
+    from tools.models.serve import ServerSetupError
 
-    if args.sweep:
-        delays = [int(d) for d in args.sweep.split(",")]
-        points = bench.sweep_queue_delay(args.repository, delays,
-                                         concurrency=bench.REFERENCE_CONCURRENCY,
-                                         seconds=args.seconds, warmup=args.warmup)
-        print(f"max_queue_delay_microseconds sweep, shipped config, "
-              f"{bench.REFERENCE_CONCURRENCY} clients:\n")
-        print(bench.table(points), end="\n\n", flush=True)
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
-    points = bench.run(args.repository, args.baseline, concurrencies=concurrencies,
-                       seconds=args.seconds, warmup=args.warmup)
-    print(bench.table(points))
-    print()
-    print(bench.summary(points))
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    twin = bench.SHIPPED_TWIN
+    try:
+        twin = dataclasses.replace(twin, **{k: v for k, v in (
+            ("instances", args.instances), ("torch_threads", args.torch_threads)) if v is not None})
+    except ValueError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+
+    try:
+        session = bench.run(
+            args.repository, args.baseline, args.shipped, pairs=args.pairs,
+            concurrencies=[int(c) for c in args.concurrency.split(",")],
+            formats=args.formats.split(","), seconds=args.seconds, warmup=args.warmup,
+            twin=twin, noop=not args.no_noop, progress=progress)
+    except (bench.BenchError, LoadGeneratorError, ServerSetupError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    failed = bench.failures(session)
+    if failed:
+        print("bench: requests failed, the results are void:\n  " + "\n  ".join(failed),
+              file=sys.stderr)
+        return 1
+    section = bench.report(session)
+    print(section)
+    if args.markdown:
+        args.markdown.write_text(section + "\n")
+    if args.update_readme:
+        report_file = (Path(bench.REPORT_FILE) if args.update_readme is True
+                       else args.update_readme)
+        bench.update_readme(report_file, section)
+        print(f"{report_file}: Performance results replaced", file=sys.stderr)
     return 0
 
 
@@ -154,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--http-port", type=int, default=8000)
     serve.add_argument("--grpc-port", type=int, default=8001)
     serve.add_argument("--metrics-port", type=int, default=8002)
-    serve.add_argument("--instances", type=int, default=1)
+    serve.add_argument("--instances", type=int,
+                       help="python-backend instances (local only; default: the twin `make "
+                            "bench` measures)")
     serve.set_defaults(func=cmd_serve)
 
     publish = commands.add_parser("publish", help="validate, then upload each model under its "
@@ -168,13 +201,28 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--no-torch", action="store_true")
     publish.set_defaults(func=cmd_publish)
 
-    bench_parser = commands.add_parser("bench", help="shipped config vs the tutorial's")
+    bench_parser = commands.add_parser(
+        "bench", help="the shipped config against the tutorial's: interleaved runs, wrk load")
     bench_parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
+    bench_parser.add_argument("--shipped", type=Path,
+                              help="a candidate config.pbtxt instead of the repository's")
+    bench_parser.add_argument("--pairs", type=int, default=5,
+                              help="baseline/shipped pairs, interleaved (at least 3 for a result)")
     bench_parser.add_argument("--concurrency", default="1,8,32,64")
-    bench_parser.add_argument("--seconds", type=float, default=10.0)
-    bench_parser.add_argument("--warmup", type=float, default=2.0)
-    bench_parser.add_argument("--sweep", default="",
-                              help="comma-separated max_queue_delay_microseconds to try first")
+    bench_parser.add_argument("--formats", default="binary,json",
+                              help="request bodies: binary (binary-tensor extension), json (the "
+                                   "tutorial client's)")
+    bench_parser.add_argument("--seconds", type=int, default=5, help="per point")
+    bench_parser.add_argument("--warmup", type=int, default=2, help="per body, per run")
+    bench_parser.add_argument("--instances", type=int,
+                              help="local twin: python-backend instances (default: shipped twin)")
+    bench_parser.add_argument("--torch-threads", type=int,
+                              help="local twin: torch threads per instance (default: shipped twin)")
+    bench_parser.add_argument("--no-noop", action="store_true", help="skip the no-op model run")
+    bench_parser.add_argument("--markdown", type=Path, help="also write the report here")
+    bench_parser.add_argument("--update-readme", type=Path, metavar="FILE", nargs="?", const=True,
+                              help="replace the results block of FILE (default: the bench's "
+                                   "REPORT_FILE) with the report")
     bench_parser.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ library path, PATH) is set up here, not in the user's shell.
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 import signal
@@ -20,10 +21,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -32,7 +33,76 @@ from modelrepo.repository import CONFIG_FILE, CUSTOM_CONFIGS, Repository
 from modelrepo.triton import METRICS_ARGS, READY_PATH
 
 TWIN_MODEL = Path(__file__).parent / "twin_model.py"
+NOOP_MODEL = Path(__file__).parent / "noop_model.py"
 LOOPBACK = "127.0.0.1"
+THREADS_PARAMETER = "torch_threads"  # read by twin_model.py
+JEMALLOC = "jemalloc"
+"""Debian's libjemalloc2. Triton's docs suggest tcmalloc or jemalloc through LD_PRELOAD for the
+server (docs/user_guide/model_management.md, "Model control mode EXPLICIT"; both are installed in
+the Triton container): glibc's malloc returns the forward pass's large, short-lived buffers to
+the kernel and faults them back in on the next batch."""
+
+
+class ServerSetupError(RuntimeError):
+    pass
+
+
+def preload_library(allocator: str) -> str:
+    """The soname to put in LD_PRELOAD (the dynamic loader finds it in the system's paths)."""
+    found = ctypes.util.find_library(allocator)
+    if found is None:
+        raise ServerSetupError(
+            f"lib{allocator} is not installed: `make serve`, `make bench` and `make test` install "
+            f"it with apt-get (Debian/Ubuntu package lib{allocator}2); elsewhere install it with "
+            f"your package manager")
+    return found
+
+
+@dataclass(frozen=True)
+class TwinSettings:
+    """How the local python-backend twin and its server run. Local-only: none of this reaches the
+    cluster, where the libtorch backend runs the TorchScript in Triton's own process (no stub, no
+    IPC) with the instance_group of config.pbtxt. The defaults are Triton's own (what the
+    tutorial's deployment got); SHIPPED_TWIN is what `make serve` and `make bench` run."""
+
+    instances: int = 1
+    """Stub processes per model. One is Triton's default for the pytorch backend on CPU
+    (core src/model_config_utils.cc, SetDefaultInstanceCount, r24.10), so the tutorial's config
+    gets it too."""
+    torch_threads: int = 1
+    """Intra-op threads of each instance's forward pass."""
+    model_py: Path = TWIN_MODEL
+    """What each instance runs (the benchmark swaps in NOOP_MODEL)."""
+    allocator: str | None = None
+    """malloc replacement preloaded into the server and its stubs (None: glibc's)."""
+    http_threads: int | None = None
+    """tritonserver --http-thread-count (None: Triton's default, 8)."""
+
+    def describe(self) -> str:
+        return (f"{self.instances} instance(s) x {self.torch_threads} torch thread(s), "
+                f"{self.allocator or 'glibc'} malloc, "
+                f"{self.http_threads or 'default (8)'} HTTP threads"
+                + ("" if self.model_py == TWIN_MODEL else f", {self.model_py.name}"))
+
+    def server_env(self) -> dict[str, str]:
+        """Environment for tritonserver (its python stubs inherit it)."""
+        if self.allocator is None:
+            return {}
+        preload = [preload_library(self.allocator), os.environ.get("LD_PRELOAD", "")]
+        return {"LD_PRELOAD": ":".join(p for p in preload if p)}
+
+    def server_args(self) -> tuple[str, ...]:
+        return () if self.http_threads is None else (f"--http-thread-count={self.http_threads}",)
+
+    def __post_init__(self) -> None:
+        if self.instances < 1 or self.torch_threads < 1 or (self.http_threads or 1) < 1:
+            raise ValueError(f"twin instances, torch_threads and http_threads must be >= 1, "
+                             f"got {self}")
+
+
+SHIPPED_TWIN = TwinSettings(allocator=JEMALLOC, http_threads=2)
+"""What `make serve` runs and `make bench` measures as "shipped": one instance with one torch
+thread, jemalloc, two HTTP threads (measured alternatives: README, "Performance")."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -52,6 +122,60 @@ def free_ports(count: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    command: str
+    cpu_seconds: float
+    """User + system time so far."""
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def processes() -> Iterator[ProcessInfo]:
+    """Every process on the machine, from /proc (Linux; nothing elsewhere)."""
+    if not Path("/proc/self/stat").exists():
+        return
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        command = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()  # proc(5): fields from 3 (state) on
+        yield ProcessInfo(int(entry.name), int(fields[1]), int(fields[2]), fields[0], command,
+                          (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group."""
+    return [p.pid for p in processes() if p.pgid == pgid and p.state != "Z"]
+
+
+def end_process_group(pgid: int, grace: float = 5.0) -> None:
+    """Wait up to `grace` seconds for a process group to empty, then SIGKILL what is left and
+    wait for it to go. Raises if anything survives SIGKILL."""
+    deadline = time.monotonic() + grace
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if group_members(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while (left := group_members(pgid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if left:
+            raise RuntimeError(f"process group {pgid} survived SIGKILL: {left}")
 
 
 def _pytriton_server_dir() -> Path:
@@ -88,23 +212,25 @@ def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]
     return env
 
 
-def twin_config(config: mc.ModelConfig, *, instances: int) -> mc.ModelConfig:
+def twin_config(config: mc.ModelConfig, settings: TwinSettings = TwinSettings()
+                ) -> mc.ModelConfig:
     twin = mc.ModelConfig()
     twin.CopyFrom(config)
     twin.platform = ""
     twin.backend = "python"
     twin.default_model_filename = ""
     del twin.instance_group[:]
-    twin.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=instances)
+    twin.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=settings.instances)
+    twin.parameters[THREADS_PARAMETER].string_value = str(settings.torch_threads)
     return twin
 
 
-def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path, *,
-               instances: int = 1) -> None:
+def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path,
+               settings: TwinSettings = TwinSettings()) -> None:
     """Twin of one model: config for the python backend, model.py, and the TorchScript beside it."""
     target = out / name
     target.mkdir(parents=True, exist_ok=True)
-    twin = twin_config(config, instances=instances)
+    twin = twin_config(config, settings)
     twin.name = name
     (target / CONFIG_FILE).write_text(text_format.MessageToString(twin))
     for entry in model_dir.iterdir():
@@ -114,7 +240,7 @@ def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path, *,
         # Alternative configs (tritonserver --model-config-name) get their twins too.
         alternative = mc.ModelConfig()
         text_format.Parse(custom.read_text(), alternative)
-        twin_alternative = twin_config(alternative, instances=instances)
+        twin_alternative = twin_config(alternative, settings)
         twin_alternative.name = name
         (target / CUSTOM_CONFIGS).mkdir(exist_ok=True)
         (target / CUSTOM_CONFIGS / custom.name).write_text(
@@ -123,12 +249,13 @@ def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path, *,
     for version in (v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit()):
         (target / version.name).mkdir(exist_ok=True)
         shutil.copy2(version / model_file, target / version.name / "model.pt")
-        shutil.copy2(TWIN_MODEL, target / version.name / "model.py")
+        shutil.copy2(settings.model_py, target / version.name / "model.py")
 
 
-def write_twins(repository: Repository, out: Path, *, instances: int = 1) -> Path:
+def write_twins(repository: Repository, out: Path, settings: TwinSettings = TwinSettings()
+                ) -> Path:
     for model in repository.models.values():
-        write_twin(model.name, model.config, model.path, out, instances=instances)
+        write_twin(model.name, model.config, model.path, out, settings)
     return out
 
 
@@ -155,6 +282,11 @@ class TritonServer:
         return f"http://{LOOPBACK}:{self.http_port}"
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id, also its process group's (the python stubs are in it)."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def metrics_url(self) -> str:
         return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
 
@@ -175,7 +307,7 @@ class TritonServer:
 
     def start(self, timeout: float = 60.0) -> TritonServer:
         unset = [n for n in ("http_port", "grpc_port", "metrics_port") if not getattr(self, n)]
-        for name, port in zip(unset, free_ports(len(unset))):
+        for name, port in zip(unset, free_ports(len(unset)), strict=True):
             setattr(self, name, port)
         self._workdir = tempfile.TemporaryDirectory(prefix="mlserve-triton-")
         work = Path(self._workdir.name)
@@ -229,6 +361,9 @@ class TritonServer:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
         if process is not None:
+            # The python stubs share the server's process group and notice its exit a moment
+            # later; until then they are still running the model. Stopped means all of it gone.
+            end_process_group(process.pid)
             TritonServer.running.discard(process.pid)
         if getattr(self, "_log", None) is not None:
             self._log.close()

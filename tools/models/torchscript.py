@@ -68,7 +68,7 @@ def check_model(model: Model, root_name: str) -> list[Problem]:
             problems.append((where, f"returns {len(outputs)} output(s), config.pbtxt declares "
                             f"{len(model.config.output)}"))
             continue
-        for index, (tensor, declared) in enumerate(zip(outputs, model.config.output)):
+        for index, (tensor, declared) in enumerate(zip(outputs, model.config.output, strict=True)):
             field = f"output[{index}] ({declared.name})"
             expected_dtype = TORCH_DTYPES.get(declared.data_type)
             if tensor.dtype != expected_dtype:
@@ -77,7 +77,7 @@ def check_model(model: Model, root_name: str) -> list[Problem]:
             batch = [model.config.max_batch_size] if model.config.max_batch_size > 0 else []
             expected = batch + list(declared.dims)  # -1: any size
             matches = len(tensor.shape) == len(expected) and all(
-                want == -1 or got == want for got, want in zip(tensor.shape, expected))
+                want == -1 or got == want for got, want in zip(tensor.shape, expected, strict=True))
             if not matches:
                 problems.append((where, f"{field}: model returns shape {list(tensor.shape)}, "
                                 f"config.pbtxt expects {expected}"))

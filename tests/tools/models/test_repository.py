@@ -83,7 +83,7 @@ BROKEN = [
      "model_repo/cifar10/config.pbtxt: output[0].dims: each must be -1 or > 0"),
     (lambda r: edit_config(r, "max_batch_size: 64", "max_batch_size: 0"),
      "model_repo/cifar10/config.pbtxt: dynamic_batching: needs max_batch_size > 0"),
-    (lambda r: edit_config(r, "max_queue_delay_microseconds: 250",
+    (lambda r: edit_config(r, "max_queue_delay_microseconds: 0",
                            "max_queue_delay_microseconds: 5000000"),
      "model_repo/cifar10/config.pbtxt: dynamic_batching.max_queue_delay_microseconds"),
 ]

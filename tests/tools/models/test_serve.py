@@ -17,7 +17,7 @@ import tritonclient.http as httpclient
 
 from modelrepo import repository
 from tests.harness import ROOT_DIR
-from tools.models.serve import TritonServer, write_twins
+from tools.models.serve import TritonServer, group_members, write_twins
 
 SHIPPED = ROOT_DIR / "model_repo"
 MODEL = "cifar10"
@@ -151,9 +151,12 @@ def test_metrics_the_autoscaler_and_dashboards_use(server):
 def test_server_stops_and_frees_its_ports(tmp_path):
     twins = write_twins(repository.load(SHIPPED), tmp_path / "repo")
     server = TritonServer(str(twins)).start()
-    process = server._process
-    server.stop()
+    try:
+        process = server._process
+    finally:
+        server.stop()
     assert process is not None and process.poll() is not None
+    assert group_members(process.pid) == []  # the python stubs too
     with socket.socket() as sock:
         # Nobody listens any more (SO_REUSEADDR tolerates the closed connections' TIME_WAIT).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -168,7 +171,7 @@ def test_twins_leave_the_repository_untouched(tmp_path):
     assert not list(SHIPPED.rglob("model.py")) and not list(SHIPPED.rglob("__pycache__"))
     config = (tmp_path / "repo" / MODEL / "config.pbtxt").read_text()
     assert 'backend: "python"' in config and "KIND_CPU" in config and "platform" not in config
-    assert "max_queue_delay_microseconds: 250" in config
+    assert "dynamic_batching {" in config
 
 
 def test_a_broken_model_fails_to_start_with_the_log(tmp_path):
@@ -198,41 +201,25 @@ def test_cli_validate(tmp_path):
 def test_make_serve_cli_prints_the_endpoint_and_stops_on_ctrl_c():
     import os
     import signal
-    import subprocess
-    import sys
-    import time
 
-    from tools.models.serve import free_port
+    from tests.tools.models.serve_cli import serve_cli
+    from tools.models.serve import group_members
 
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tools.models", "serve", f"--http-port={http}",
-         f"--grpc-port={grpc}", f"--metrics-port={metrics}"],
-        cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
-    try:
-        lines = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C to stop" in line or process.poll() is not None:
-                break
-        output = "".join(lines)
-        assert f"V2 HTTP:  http://127.0.0.1:{http}" in output, output
+    with serve_cli() as cli:
+        http, process = cli.http_port, cli.process
+        assert f"V2 HTTP:  http://127.0.0.1:{http}" in cli.banner, cli.banner
         ready = urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=10)
         assert ready.status == 200
+        (server_group,) = cli.server_groups
         os.killpg(process.pid, signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
-        assert process.returncode == 0 and "stopped" in rest
+        rest = cli.rest(timeout=60)
+        assert process.returncode == 0 and "stopped" in rest, rest
+        # Stopped means the server and its python stubs are gone, not only the CLI.
+        assert group_members(server_group) == []
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", http))
             sock.listen()
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 def test_model_config_name_selects_the_cpu_config(tmp_path):
@@ -241,8 +228,8 @@ def test_model_config_name_selects_the_cpu_config(tmp_path):
     twins = write_twins(repository.load(SHIPPED), tmp_path / "repo")
     cpu = twins / MODEL / "configs" / "cpu.pbtxt"
     assert cpu.is_file()
-    cpu.write_text(cpu.read_text().replace("max_queue_delay_microseconds: 250",
-                                           "max_queue_delay_microseconds: 777"))
+    cpu.write_text(cpu.read_text().replace(
+        "dynamic_batching {", "dynamic_batching {\n  max_queue_delay_microseconds: 777"))
     with TritonServer(str(twins), extra_args=("--model-config-name=cpu",)) as server:
         config = json.load(urllib.request.urlopen(f"{server.url}/v2/models/{MODEL}/config",
                                                   timeout=10))
