@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pulumi
 import pulumi_aws as aws
 
-from components.config import StackConfig
+from components.config.stack import StackConfig
 from policy.baseline import WAIVERS_TAG
 
 

@@ -13,7 +13,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.config import ClusterConfig, SystemNodeGroupConfig
+from components.config.cluster import ClusterConfig
+from components.config.nodes import SystemNodeGroupConfig
 from components.iam import (
     IrsaRole,
     IrsaRoleArgs,

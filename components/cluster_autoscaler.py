@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.config import ClusterAutoscalerConfig
+from components.config.platform import ClusterAutoscalerConfig
 from components.iam import IrsaRole, IrsaRoleArgs, partition_of, policy_document
 from components.k8s import SYSTEM_NODE_SELECTOR, helm_release, resources
 

@@ -34,7 +34,7 @@ import pulumi
 from components.aws_provider import aws_provider, stack_tags
 from components.cluster import Cluster, ClusterArgs
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
-from components.config import StackConfig
+from components.config.stack import StackConfig
 from components.existing_cluster import ExistingCluster, ExistingClusterArgs
 from components.gpu_capacity import KarpenterGpuPools, KarpenterGpuPoolsArgs
 from components.gpu_node_groups import GpuNodeGroups, GpuNodeGroupsArgs
@@ -61,7 +61,7 @@ from components.model_upload import (
 from components.network import Network, NetworkArgs
 from components.object_store import ObjectStore, ObjectStoreArgs, node_port_of
 from components.storage import Storage, StorageArgs
-from tools.models.repository import Repository
+from modelrepo.repository import Repository
 
 
 class HasStackOutputs(Protocol):

@@ -37,7 +37,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import GpuCapacityConfig, GpuNodeGroupConfig, karpenter_capacity_types
+from components.config.gpu_capacity import GpuCapacityConfig, karpenter_capacity_types
+from components.config.nodes import GpuNodeGroupConfig
 from components.gpu_node_groups import GPU_TAINT, gpu_labels
 from components.karpenter import DISCOVERY_TAG
 from components.versions import KARPENTER_AMI_ALIASES
@@ -108,7 +109,8 @@ def node_pools(pool: GpuNodeGroupConfig, capacity: GpuCapacityConfig) -> list[di
     settings = capacity.karpenter.pool(pool.name)
     gpu_limit = pool.max_size * pool.gpus_per_node
     pools = []
-    for rank, capacity_type in enumerate(karpenter_capacity_types(capacity, pool)):
+    for rank, capacity_type in enumerate(
+            karpenter_capacity_types(capacity, pool.name, pool.capacity_type)):
         pools.append({
             "apiVersion": NODE_POOL_API,
             "kind": "NodePool",

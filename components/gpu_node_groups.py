@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.config import GpuNodeGroupConfig
+from components.config.nodes import GpuNodeGroupConfig
 from components.k8s import POOL_LABEL
 from components.node_group import NodeGroup, NodeGroupArgs, Taint
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pulumi
 
-from components.config import GpuNodeGroupConfig, PlatformConfig
+from components.config.nodes import GpuNodeGroupConfig
+from components.config.platform import PlatformConfig
 from components.gpu_node_groups import AMI_FAMILY_LABEL, GPU_PRESENT_LABEL
 from components.k8s import GPU_TOLERATION, PRIVILEGED, helm_release, namespace, resources
 

@@ -40,7 +40,7 @@ from components.promql import keda_triggers
 from components.serving_backend import RuntimeArgs, ServingBackend
 from components.serving_platform import MODELS_GATEWAY, TRITON_RUNTIME
 from components.versions import TRITON_IMAGE_UID
-from tools.models.triton import HTTP_PORT, METRICS_PORT, READY_PATH
+from modelrepo.triton import HTTP_PORT, METRICS_PORT, READY_PATH
 
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 
@@ -71,7 +71,7 @@ def _model_spec(plan: ModelPlan, bucket: str, version: str) -> dict[str, Any]:
         "runtime": TRITON_RUNTIME,
         "runtimeVersion": plan.triton_image_tag,
         "storageUri": plan.storage_uri(bucket, version),
-        # A version holds one model (tools/registry.py); explicit mode loads exactly that one.
+        # A version holds one model (modelrepo/registry.py); explicit mode loads exactly that one.
         "args": triton_model_args(plan),
         # The runtime declares no ports, and KServe builds the predictor Service from the first
         # one: HTTP first, then the metrics port so the PodMonitor can scrape it.

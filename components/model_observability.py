@@ -15,7 +15,7 @@ from components.k8s import custom_resource
 from components.monitoring import DASHBOARD_LABEL
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from components.promql import alert_expressions, dashboard_queries
-from tools.models.triton import METRICS_PORT
+from modelrepo.triton import METRICS_PORT
 
 if TYPE_CHECKING:
     from components.model_plan import ModelPlan

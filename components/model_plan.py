@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components import naming
-from components.config import ServedModelConfig
+from components.config.serving import ServedModelConfig
 from components.kserve import KSERVE
 from components.naming import CANARY, STABLE
 from components.serving_backend import ServingBackend
 from components.versions import TRITON_IMAGE_TAG
-from tools.registry import version_uri
+from modelrepo.layout import version_uri
 
 
 @dataclass(frozen=True)

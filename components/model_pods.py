@@ -9,10 +9,10 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from components.config import ServedModelConfig
+from components.config.serving import ServedModelConfig
 from components.gpu_node_groups import GPU_PRESENT_LABEL
 from components.k8s import GPU_TOLERATION, POOL_LABEL
-from tools.models.triton import METRICS_ARGS
+from modelrepo.triton import METRICS_ARGS
 
 if TYPE_CHECKING:
     from components.model_plan import ModelPlan

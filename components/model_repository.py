@@ -1,6 +1,6 @@
 """The Triton model repository: validated in full, then each model uploaded under its own version.
 
-Keys are s3://<bucket>/<prefix>/<model version>/<model>/... (tools/registry.py), where a model's
+Keys are s3://<bucket>/<prefix>/<model version>/<model>/... (modelrepo/registry.py), where a model's
 version is the content hash of its own files: changing one model gives that model a new,
 immutable prefix and leaves every other model's keys, and its model servers, untouched. The same
 files give the same keys (a clean preview). Objects of earlier versions are retained when a
@@ -24,10 +24,13 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_aws as aws
 
-from components.config import ModelRepositoryConfig, StackConfig
-from tools.models import repository as triton_repository
-from tools.models.repository import Repository, RepositoryError
-from tools.registry import manifest_body, manifest_for, manifest_key, object_key, version_uri
+from components.config.bucket import ModelRepositoryConfig
+from components.config.errors import ConfigError, Key, Problem, where
+from components.config.stack import StackConfig
+from modelrepo import repository as triton_repository
+from modelrepo.layout import manifest_key, object_key, version_uri
+from modelrepo.registry import manifest_body, manifest_for
+from modelrepo.repository import Repository, RepositoryError
 
 if TYPE_CHECKING:
     from components.model_plan import ModelPlan
@@ -36,14 +39,11 @@ VersionRef = tuple[str, str]
 """(model, version)."""
 
 
-class ModelRepositoryError(pulumi.RunError):
+class ModelRepositoryError(ConfigError):
     """A repository Triton would refuse: `pulumi up` stops before anything is registered. Lists
-    every problem (`.problems`), each naming its file or its `mlserve:` key."""
+    every problem, each located at its file or its `mlserve:` key."""
 
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid model repository ({len(self.problems)} problem(s)):\n{lines}")
+    heading = "invalid model repository"
 
 
 def load_model_repository(config: ModelRepositoryConfig, project_root: Path) -> Repository:
@@ -51,12 +51,12 @@ def load_model_repository(config: ModelRepositoryConfig, project_root: Path) -> 
     problem at once."""
     root = project_root / config.path
     if not root.is_dir():
-        raise ModelRepositoryError([f"mlserve:modelRepository.path: {config.path!r} is not a "
-                                    "folder of the project (no model repository there)"])
+        raise ModelRepositoryError([(("modelRepository", "path"), f"{config.path!r} is not a "
+                                     "folder of the project (no model repository there)")])
     try:
         return triton_repository.load(root)
     except RepositoryError as exc:
-        raise ModelRepositoryError(exc.problems) from None
+        raise ModelRepositoryError(exc.located) from None
 
 
 @dataclass(frozen=True)
@@ -74,25 +74,25 @@ def model_versions(config: StackConfig, repository: Repository,
     """Sort every served version (stable and canary) into uploaded-from-the-folder or pinned."""
     uploads: dict[str, str] = {}
     pinned: dict[VersionRef, str] = {}
-    problems = []
+    problems: list[Problem] = []
     for plan in plans:
         settings = config.model_serving.models.get(plan.name)
-        key = f"mlserve:modelServing.models.{plan.name}"
+        key: Key = ("modelServing", "models", plan.name)
         canary = settings.canary if settings is not None else None
         folder = repository.models[plan.name].content_hash
         for version, pin, pin_key in (
-                (plan.version, settings.version if settings else None, f"{key}.version"),
+                (plan.version, settings.version if settings else None, (*key, "version")),
                 (plan.canary_version, canary.version if canary else None,
-                 f"{key}.canary.version")):
+                 (*key, "canary", "version"))):
             if version is None:
                 continue
             if pin is not None and pin == version:
-                pinned.setdefault((plan.name, version), pin_key)
+                pinned.setdefault((plan.name, version), where(pin_key))
             elif pin is None and version == folder:
                 uploads[plan.name] = folder
             else:
-                problems.append(f"{pin_key}: the plan serves {version}, which is neither its "
-                                f"pinned version ({pin}) nor the folder's ({folder})")
+                problems.append((pin_key, f"the plan serves {version}, which is neither its "
+                                 f"pinned version ({pin}) nor the folder's ({folder})"))
     if problems:
         raise ModelRepositoryError(problems)
     return ModelVersions(uploads=uploads, pinned=pinned)

@@ -14,7 +14,9 @@ import pulumi_kubernetes as k8s
 from tritonclient.grpc import model_config_pb2 as mc
 
 from components.backends import serving_backend
-from components.config import ConfigError, ServedModelConfig, StackConfig
+from components.config.errors import ConfigError, Problem
+from components.config.serving import ServedModelConfig
+from components.config.stack import StackConfig
 from components.inference_service import InferenceService, InferenceServiceArgs
 from components.k8s import custom_resource
 from components.kserve import KSERVE, model_host
@@ -23,8 +25,8 @@ from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.model_plan import ModelPlan
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from components.serving_backend import ServingBackend
-from tools.models.repository import Model, Repository
-from tools.models.triton import METRICS_PORT
+from modelrepo.repository import Model, Repository
+from modelrepo.triton import METRICS_PORT
 
 
 def example_request(model: Model) -> dict[str, Any]:
@@ -58,9 +60,10 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
     """
     serving = config.model_serving
     configured = dict(serving.models)
-    problems = [f"mlserve:modelServing.models.{name}: no such model in "
-                f"{config.model_repository.path}/ (have {sorted(repository.models)})"
-                for name in sorted(set(configured) - set(repository.models))]
+    problems: list[Problem] = [
+        (("modelServing", "models", name), f"no such model in {config.model_repository.path}/ "
+         f"(have {sorted(repository.models)})")
+        for name in sorted(set(configured) - set(repository.models))]
     if not configured:
         floor = 2 if config.environment == "prod" else 1
         keda = config.platform.keda.enabled and config.platform.monitoring.enabled
@@ -78,18 +81,18 @@ def plan_models(config: StackConfig, repository: Repository) -> list[ModelPlan]:
             continue
         on_cpu = model.gpus == 0 or default_pool is None
         if on_cpu and "cpu" not in found.custom_configs:
-            problems.append(f"mlserve:modelServing.models.{name}.gpus: serving on CPU needs "
-                            f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
-                            "(selected with --model-config-name=cpu)")
+            problems.append((("modelServing", "models", name, "gpus"), "serving on CPU needs "
+                             f"{config.model_repository.path}/{name}/configs/cpu.pbtxt "
+                             "(selected with --model-config-name=cpu)"))
         folder_version = found.content_hash
         version = model.version or folder_version
         canary = None
         if model.canary is not None:
             canary = model.canary.version or folder_version
             if canary == version:
-                problems.append(f"mlserve:modelServing.models.{name}.canary.version: the canary "
-                                f"must differ from the served version ({version}); pin "
-                                "`version` to the current one first")
+                problems.append((("modelServing", "models", name, "canary", "version"),
+                                 f"the canary must differ from the served version ({version}); "
+                                 "pin `version` to the current one first"))
         plans.append(ModelPlan(
             name=name, namespace=serving.namespace, service_account=serving.service_account,
             storage_prefix=config.model_repository.prefix, version=version, config=model,

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.config import ModelBucketConfig, ModelServingConfig
+from components.config.bucket import ModelBucketConfig
+from components.config.serving import ModelServingConfig
 from components.iam import IrsaRole, IrsaRoleArgs, partition_of, policy_document
 
 PROMOTION_READERS_SID = "PromotionReadersGetModelVersions"

@@ -15,7 +15,7 @@ project directory, in the project's virtualenv (sdk/python/dist/pulumi-resource-
 resolves `virtualenv: .venv` against $PWD), and calls Check/Create/Read/Diff/Update/Delete on it
 over gRPC; the host unpickles the provider from `__provider` (sdk/python/lib/pulumi/dynamic/
 __main__.py:46, `get_provider`). dill pickles `_Publisher` by reference, so the host imports this
-module, tools.registry and boto3: all of them must come from requirements.txt, the only file a
+module, modelrepo.registry and boto3: all of them must come from requirements.txt, the only file a
 plain `pulumi up` installs (tests/test_requirements.py builds a venv from it alone and drives
 this entry point).
 """
@@ -30,7 +30,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from tools.models.repository import Repository
+from modelrepo.repository import Repository
 
 PUBLISH, VERIFY = "publish", "verify"
 
@@ -43,14 +43,15 @@ class _Publisher(ResourceProvider):
 
     @staticmethod
     def _client(props: dict[str, Any]) -> Any:
-        from tools.registry import s3_client
+        from modelrepo.registry import s3_client
 
         return s3_client(endpoint_url=props.get("endpoint"), region=props.get("region"),
                          access_key_id=props.get("access_key_id"),
                          secret_access_key=props.get("secret_access_key"))
 
     def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
-        from tools.registry import MissingVersion, RegistryError, check_version, version_uri
+        from modelrepo.layout import version_uri
+        from modelrepo.registry import MissingVersion, RegistryError, check_version
 
         client = self._client(props)
         if props["action"] == VERIFY:
@@ -70,8 +71,8 @@ class _Publisher(ResourceProvider):
             return props
         from pathlib import Path
 
-        from tools.models import repository
-        from tools.registry import publish_model
+        from modelrepo import repository
+        from modelrepo.registry import publish_model
 
         repo = repository.load(Path(props["root"]))
         found = repo.models.get(props["model"])
@@ -83,7 +84,7 @@ class _Publisher(ResourceProvider):
         return props
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        from tools.registry import MissingVersion, read_manifest, verify
+        from modelrepo.registry import MissingVersion, read_manifest, verify
 
         client = self._client(props)
         try:
@@ -139,7 +140,7 @@ class BucketAccess:
         }
 
     def uri(self, version: str) -> pulumi.Output[str]:
-        from tools.registry import version_uri
+        from modelrepo.layout import version_uri
 
         return pulumi.Output.from_input(self.bucket).apply(
             lambda bucket: version_uri(bucket, self.prefix, version))

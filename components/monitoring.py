@@ -11,7 +11,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.config import AlertsConfig, MonitoringConfig
+from components.config.platform import AlertsConfig, MonitoringConfig
 from components.iam import IrsaRole, IrsaRoleArgs, policy_document
 from components.k8s import PRIVILEGED, SYSTEM_NODE_SELECTOR, helm_release, namespace, resources
 

@@ -2,12 +2,13 @@
 controllers build them, and the limits each must fit.
 
 The stack serves each model as at most two InferenceServices with fixed names, one per track
-(`<model>-stable`, `<model>-canary`), so a version change rolls a Deployment instead of renaming
-it (docs/architecture.md, "Rollouts"). KServe and KEDA then derive further names from them; a name over its
-limit is refused by the API server or by KEDA's webhook at deploy time, so the configuration
-rule (components/config.py, `model_names_fit`) builds every one of them with these functions and
-refuses the model name beforehand. On the Seldon backend the names are Seldon Core's operator's
-(docs/architecture.md, "Seldon Core"), ported below from its v1.17.1 source.
+(`<model>-stable`, `<model>-canary`), so a version change rolls a Deployment instead of renaming it
+(docs/architecture.md, "Rollouts"). KServe and KEDA then derive further names from them; a name
+over its limit is refused by the API server or by KEDA's webhook at deploy time, so the
+configuration rule (components/config/rules/models.py, `model_names_fit`) builds every one of them
+with these functions and refuses the model name beforehand. On the Seldon backend the names are
+Seldon Core's operator's (docs/architecture.md, "Seldon Core"), ported below from its v1.17.1
+source.
 
 This module imports nothing from the stack, so the configuration can use it.
 """

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.config import NetworkConfig
+from components.config.network import NetworkConfig
 from components.iam import policy_document, service_trust_policy
 
 ELB_ROLE_TAG = "kubernetes.io/role/elb"

@@ -28,7 +28,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.config import ClusterConfig
+from components.config.cluster import ClusterConfig
 from components.k8s import GPU_TOLERATION
 from components.karpenter import NAMESPACE as KARPENTER_NAMESPACE
 from components.versions import EKS_ADDON_VERSIONS

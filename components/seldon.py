@@ -49,7 +49,7 @@ from components.versions import (
     TRITON_IMAGE,
     TRITON_IMAGE_UID,
 )
-from tools.models.triton import METRICS_PORT, READY_PATH
+from modelrepo.triton import METRICS_PORT, READY_PATH
 
 if TYPE_CHECKING:
     from components.model_plan import ModelPlan
@@ -196,7 +196,7 @@ def _kedaspec(plan: ModelPlan) -> dict[str, Any]:
 def _hpaspec(plan: ModelPlan) -> dict[str, Any]:
     config = plan.config
     # No behaviour in 1.17.1's hpaSpec: the config refuses scaling windows other than the HPA's
-    # defaults with it (components/config.py, `seldon_hpa_has_no_behaviour`).
+    # defaults with it (components/config/rules/models.py, `seldon_hpa_has_no_behaviour`).
     return {"minReplicas": max(config.min_replicas, 1), "maxReplicas": config.max_replicas,
             "metricsv2": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                 "type": "Utilization", "averageUtilization": config.target_cpu_utilization}}}]}

@@ -27,7 +27,7 @@ import pulumi
 from components.naming import STABLE
 
 if TYPE_CHECKING:
-    from components.config import ModelServingConfig
+    from components.config.serving import ModelServingConfig
     from components.model_plan import ModelPlan
 
 

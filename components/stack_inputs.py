@@ -1,6 +1,6 @@
 """Everything the program needs before it registers a resource, validated in one go.
 
-Three stages read the stack's input: the configuration (components/config.py), the model
+Three stages read the stack's input: the configuration (components/config/), the model
 repository it points at (components/model_repository.py) and the plan for each served model
 (components/model_serving.py). Each stage reports all of its own problems; this module runs
 every stage whose inputs are usable and raises one ConfigError listing the problems of all of
@@ -22,12 +22,19 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from components import config as stack_config
-from components.config import ConfigError, SectionUnavailable, StackConfig
+from components.config.errors import ConfigError, Problem, render
+from components.config.rules import SectionUnavailable, is_valid
+from components.config.runtime import (
+    raw_project_config,
+    secret_project_keys,
+    this_stack_file_problems,
+)
+from components.config.stack import StackConfig
+from components.config.validate import check as check_config
 from components.model_plan import ModelPlan
 from components.model_repository import ModelRepositoryError, load_model_repository
 from components.model_serving import plan_models
-from tools.models.repository import Repository
+from modelrepo.repository import Repository
 
 
 @dataclass(frozen=True)
@@ -37,30 +44,33 @@ class StackInputs:
     plans: list[ModelPlan]
 
 
-class StackInputError(ConfigError, ModelRepositoryError):
-    """The one report of every stage's problems; also a ModelRepositoryError, since the model
-    repository's problems are in it when it has any."""
+class StackInputError(ModelRepositoryError):
+    """The one report of every stage's problems: a ConfigError, and also a ModelRepositoryError,
+    since the model repository's problems are in it when it has any."""
+
+    heading = ConfigError.heading
 
 
 def _load_repository(config: StackConfig, project_root: Path,
-                     problems: list[str]) -> Repository | None:
+                     problems: list[Problem]) -> Repository | None:
     settings = config.model_repository
-    if not stack_config.is_valid(settings):
+    if not is_valid(settings):
         return None  # modelRepository itself is invalid: already reported
     try:
         return load_model_repository(settings, project_root)
     except ModelRepositoryError as exc:
-        problems.extend(exc.problems)
+        problems.extend(exc.located)
         return None
 
 
-def _plan(config: StackConfig, repository: Repository, problems: list[str]) -> list[ModelPlan]:
+def _plan(config: StackConfig, repository: Repository,
+          problems: list[Problem]) -> list[ModelPlan]:
     try:
         return plan_models(config, repository)
     except SectionUnavailable:
         return []  # a section the plans read is invalid: already reported
     except ConfigError as exc:
-        problems.extend(exc.problems)
+        problems.extend(exc.located)
         return []
     except Exception:
         if problems:
@@ -68,16 +78,22 @@ def _plan(config: StackConfig, repository: Repository, problems: list[str]) -> l
         raise
 
 
-def check(raw: Mapping[str, Any], secret_keys: Sequence[str], project_root: Path,
-          file_problems: Sequence[str] = ()) -> tuple[StackInputs | None, list[str]]:
-    """Every stage that can run, and every problem of all of them (after `file_problems`, found
-    in the stack file itself)."""
-    config, problems = stack_config.check(raw, secret_keys, file_problems)
+def _check(raw: Mapping[str, Any], secret_keys: Sequence[str], project_root: Path,
+           file_problems: Sequence[Problem] = ()) -> tuple[StackInputs | None, list[Problem]]:
+    config, problems = check_config(raw, secret_keys, file_problems)
     repository = _load_repository(config, project_root, problems)
     plans = _plan(config, repository, problems) if repository is not None else []
     if problems or repository is None:
         return None, problems
     return StackInputs(config, repository, plans), problems
+
+
+def check(raw: Mapping[str, Any], secret_keys: Sequence[str], project_root: Path,
+          file_problems: Sequence[Problem] = ()) -> tuple[StackInputs | None, list[str]]:
+    """Every stage that can run, and every problem of all of them (after `file_problems`, found
+    in the stack file itself), each rendered `<location>: <message>`."""
+    inputs, problems = _check(raw, secret_keys, project_root, file_problems)
+    return inputs, [render(location, message) for location, message in problems]
 
 
 def secret_value(value: SecretStr | None) -> str | None:
@@ -88,9 +104,8 @@ def secret_value(value: SecretStr | None) -> str | None:
 
 def load(project_root: Path) -> StackInputs:
     """This stack's validated inputs; raises one ConfigError listing every problem."""
-    inputs, problems = check(stack_config.raw_project_config(),
-                             stack_config.secret_project_keys(), project_root,
-                             stack_config.this_stack_file_problems(project_root))
+    inputs, problems = _check(raw_project_config(), secret_project_keys(), project_root,
+                              this_stack_file_problems(project_root))
     if problems or inputs is None:
         raise StackInputError(problems)
     return inputs

@@ -137,9 +137,10 @@ TRITON_IMAGE_TAG = "26.07-py3"
 
 # ---- Instance facts: what one node of a pool can hold -----------------------------------------
 # The configuration refuses a model whose one replica can't fit the smallest node of its pool
-# (components/config.py, `model_fits_its_nodes`). A pod fits when its requests fit the node's
-# *allocatable*, which is less than the instance's size. Every deduction below is taken from the
-# component that makes it, at the version this stack runs, and rounds against the model:
+# (components/config/rules/capacity.py, `model_fits_its_nodes`). A pod fits when its requests
+# fit the node's *allocatable*, which is less than the instance's size. Every deduction below is
+# taken from the component that makes it, at the version this stack runs, and rounds against the
+# model:
 #
 # - Memory the kubelet reports as capacity is below the EC2 figure (kernel, firmware): Karpenter
 #   assumes 7.5% (aws/karpenter-provider-aws pkg/operator/options/options.go,

@@ -1,6 +1,6 @@
 """The prod baseline: thresholds and judgements shared by the stack's config rules
-(components/config.py) and the policy pack (policy/rules.py), so both layers refuse the same
-things for the same reasons.
+(components/config/rules/prod.py) and the policy pack (policy/rules.py), so both layers refuse
+the same things for the same reasons.
 
 Plain Python with no third-party imports: the pack runs in its own environment (policy/venv)
 and imports this module beside rules.py; the program imports it as `policy.baseline`.

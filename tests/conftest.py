@@ -49,8 +49,8 @@ def prod() -> Graph:
 @pytest.fixture(scope="session")
 def local_triton(tmp_path_factory):
     """A real tritonserver on loopback serving twins of model_repo/ (shared by the tests)."""
+    from modelrepo import repository
     from tests.harness import ROOT_DIR
-    from tools.models import repository
     from tools.models.serve import TritonServer, write_twins
 
     twins = write_twins(repository.load(ROOT_DIR / "model_repo"),

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic.alias_generators import to_camel
 
-from components.config import StackConfig
+from components.config.stack import StackConfig
 from tests.harness import ROOT_DIR
 from tools import docs
 from tools.config_reference import reference

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from modelrepo import repository
 from tests.deploy_probe import EXISTING_BUCKET, existing_cluster_and_bucket
 from tests.harness import ACCOUNT, evaluate_program, set_path, stack_config
-from tools.models import repository
 
 PROGRAM = '''
 import pulumi

@@ -17,11 +17,11 @@ import sys
 
 import pytest
 
+from modelrepo import repository
 from tests.deploy_probe import EXISTING_BUCKET
 from tests.dynamic_host import DynamicProviderHost, model_version_lifecycle
 from tests.harness import ROOT_DIR
 from tests.s3_server import CREDENTIALS, moto_server
-from tools.models import repository
 
 WHEELHOUSE = ROOT_DIR / ".venv" / "wheelhouse"
 

@@ -28,12 +28,8 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from components.config import (
-    GpuCapacityConfig,
-    GpuNodeGroupConfig,
-    SystemNodeGroupConfig,
-    karpenter_capacity_types,
-)
+from components.config.gpu_capacity import GpuCapacityConfig, karpenter_capacity_types
+from components.config.nodes import GpuNodeGroupConfig, SystemNodeGroupConfig
 from components.versions import INSTANCE_FACTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +122,8 @@ def needs(pools: StackPools) -> list[Need]:
     add("system", pools.system.instance_types, pools.system.max_size, "on-demand")
     for pool in pools.gpu:
         if pools.capacity.engine == "karpenter":
-            for capacity in karpenter_capacity_types(pools.capacity, pool):
+            for capacity in karpenter_capacity_types(pools.capacity, pool.name,
+                                                     pool.capacity_type):
                 add(pool.name, pool.instance_types, pool.max_size, capacity)
         else:
             add(pool.name, pool.instance_types, pool.max_size,

@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from components.config import ModelRepositoryConfig
-from tools.registry import (
-    VERSION,
+from components.config.bucket import ModelRepositoryConfig
+from modelrepo.layout import HASH_LENGTH, VERSION
+from modelrepo.registry import (
     RegistryError,
     check_version,
     copy_version,
@@ -165,7 +165,7 @@ def promote(args: argparse.Namespace, source: Any = None, target: Any = None,
     versions = source_versions(args, source_stack)
     for name, version in versions.items():
         if not VERSION.match(version):
-            raise PromotionError(f"{name}: {version!r} is not a model version (20 hex "
+            raise PromotionError(f"{name}: {version!r} is not a model version ({HASH_LENGTH} hex "
                                  "characters)")
     if stage(target_stack) == "prod":
         staged = pins(source_stack)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.models.triton import READY_PATH
+from modelrepo.triton import READY_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,7 +191,7 @@ def run(endpoints: list[Endpoint], wait: float = 0) -> bool:
 
 
 def _repository_models() -> list[str]:
-    from tools.models.repository import load
+    from modelrepo.repository import load
 
     return sorted(load(ROOT / "model_repo").models)
 

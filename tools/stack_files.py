@@ -8,10 +8,12 @@ the versions were being copied), nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,23 @@ def _set(tree: dict[str, Any], path: Sequence[str], value: Any) -> dict[str, Any
     return result
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive flock(2) on the folder itself (no lock file left behind); none where the
+    platform has no fcntl."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class StackFile:
     stack: str
@@ -180,15 +199,22 @@ class StackFile:
                                  "verified: run the promotion again to pin them)")
         if self._current() != self.text:
             raise changed
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(new_text)
-        shutil.copymode(self.path, temporary)
-        # Checked again right before the rename, which is atomic: a concurrent edit can only
-        # fall in this window, not be lost silently across the whole copy.
-        if self._current() != self.text:
-            temporary.unlink()
-            raise changed
-        os.replace(temporary, self.path)
+        # A temporary file of its own (two promotions in one process share a pid).
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                        dir=self.path.parent)
+        temporary = Path(name)
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(new_text)
+            shutil.copymode(self.path, temporary)
+            # Checked again and renamed under the folder's lock: a concurrent promotion's
+            # check-and-rename cannot interleave, so neither pin is lost silently.
+            with _folder_lock(self.path.parent):
+                if self._current() != self.text:
+                    raise changed
+                os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def _current(self) -> str | None:
         try:

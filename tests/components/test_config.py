@@ -11,8 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components import config as stack_config
-from components.config import ConfigError
+from components import versions
+from components.config.capacity import node_room
+from components.config.errors import ConfigError
+from components.config.network import NetworkConfig
+from components.config.quantities import cpu_millicores, memory_mib
+from components.config.rules.models import RESERVED_NAMESPACES
+from components.config.runtime import _decode
+from components.config.stack_file import duplicate_keys
+from components.config.types import LOG_RETENTION_DAYS
+from components.config.validate import parse
 from tests.harness import evaluate, set_path
 from tests.harness import stack_config as engine_config
 
@@ -393,7 +401,7 @@ def test_a_broken_model_is_reported_with_the_config_problems(tmp_path):
     repo = tmp_path / "repo" / "broken"
     repo.mkdir(parents=True)
     (repo / "config.pbtxt").write_text("this is not a model config")
-    raw = {k.split(":", 1)[1]: stack_config._decode(v) for k, v in engine_config("prod").items()
+    raw = {k.split(":", 1)[1]: _decode(v) for k, v in engine_config("prod").items()
            if k.startswith("mlserve:")}
     raw["modelRepository"] = {"path": "repo"}
     raw["modelBucket"] = {**raw["modelBucket"], "forceDestroy": True}
@@ -477,7 +485,7 @@ def test_a_key_listed_twice_in_the_stack_file_is_refused():
 
 def test_duplicate_keys_are_found_at_any_depth():
     text = "a:\n  b: [{c: 1, c: 2}]\n  b: 3\nd: 1\n"
-    assert stack_config.duplicate_keys(text) == [(("a", "b", 0, "c"), 2), (("a", "b"), 3)]
+    assert duplicate_keys(text) == [(("a", "b", 0, "c"), 2), (("a", "b"), 3)]
 
 
 def test_the_longest_model_name_is_derived_from_the_generated_names():
@@ -506,28 +514,28 @@ def test_reserved_namespaces_include_every_platform_namespace():
 
     for module in (cert_manager, gpu_stack, mesh, monitoring, object_store, seldon,
                    serving_platform):
-        assert module.NAMESPACE in stack_config.RESERVED_NAMESPACES, module.__name__
-    assert autoscaling.KEDA_NAMESPACE in stack_config.RESERVED_NAMESPACES
+        assert module.NAMESPACE in RESERVED_NAMESPACES, module.__name__
+    assert autoscaling.KEDA_NAMESPACE in RESERVED_NAMESPACES
 
 
 @pytest.mark.parametrize(("quantity", "millicores"), [("2", 2000), ("1.5", 1500), ("500m", 500)])
 def test_cpu_quantities(quantity, millicores):
-    assert stack_config.cpu_millicores(quantity) == millicores
+    assert cpu_millicores(quantity) == millicores
 
 
 @pytest.mark.parametrize(("quantity", "mib"), [("8Gi", 8192), ("512Mi", 512), ("1Ti", 1024 ** 2),
                                                ("1G", 1000 ** 3 / 1024 ** 2)])
 def test_memory_quantities(quantity, mib):
-    assert stack_config.memory_mib(quantity) == pytest.approx(mib)
+    assert memory_mib(quantity) == pytest.approx(mib)
 
 
 def test_node_room_follows_the_eks_ami_reservations():
     """g4dn.xlarge: 4 vCPUs, 16 GiB, 29 pods by ENIs (110 assumed, the larger reservation)."""
-    cpu, memory = stack_config.node_room("g4dn.xlarge")
+    cpu, memory = node_room("g4dn.xlarge")
     reserved_cpu = 60 + 10 + 10  # 6 % of core 1, 1 % of core 2, 0.5 % of cores 3-4
     assert cpu == 4000 - reserved_cpu - 400
     assert memory == int(16 * 1024 * 0.925) - (11 * 110 + 255) - 100 - 512
-    assert stack_config.node_room("x9.unknown") is None
+    assert node_room("x9.unknown") is None
 
 
 def test_promotion_readers_are_in_the_regions_partition():
@@ -539,7 +547,7 @@ def test_promotion_readers_are_in_the_regions_partition():
 
 def test_engine_strings_are_converted_by_field_type():
     # `pulumi config set --path network.azCount 3` stores the string "3".
-    config = stack_config.parse({
+    config = parse({
         "environment": "dev", "region": "us-west-2", "network": {"azCount": "3"},
         "cluster": {"adminPrincipalArns": [DEV_ARN]},
         "gpuNodeGroups": [{"name": "t4", "instanceTypes": ["g4dn.xlarge"], "maxSize": "2"}],
@@ -551,7 +559,7 @@ def test_engine_strings_are_converted_by_field_type():
 
 
 def test_defaults_are_the_secure_ones():
-    config = stack_config.parse({
+    config = parse({
         "environment": "dev", "region": "us-west-2",
         "cluster": {"adminPrincipalArns": [DEV_ARN]},
         "gpuNodeGroups": [{"name": "t4", "instanceTypes": ["g4dn.xlarge"]}],
@@ -567,7 +575,7 @@ def test_defaults_are_the_secure_ones():
 
 
 def test_config_is_frozen():
-    config = stack_config.parse(json.loads(json.dumps({
+    config = parse(json.loads(json.dumps({
         "environment": "dev", "region": "us-west-2", "cluster": {"adminPrincipalArns": [DEV_ARN]},
         "gpuNodeGroups": [{"name": "t4", "instanceTypes": ["g4dn.xlarge"]}]})))
     with pytest.raises(pydantic.ValidationError, match="frozen"):
@@ -578,7 +586,7 @@ def test_default_subnets_do_not_overlap_and_fit_the_vpc():
     import ipaddress
 
     for cidr, zones in (("10.0.0.0/16", 6), ("172.16.0.0/22", 3), ("10.8.0.0/18", 2)):
-        network = stack_config.NetworkConfig.model_validate({"vpcCidr": cidr, "azCount": zones})
+        network = NetworkConfig.model_validate({"vpcCidr": cidr, "azCount": zones})
         private, public = network.subnet_cidrs()
         nets = [ipaddress.IPv4Network(c) for c in private + public]
         assert len(nets) == 2 * zones
@@ -588,7 +596,7 @@ def test_default_subnets_do_not_overlap_and_fit_the_vpc():
 
 # ---- property: random bad configs never produce resources ------------------------------------
 
-_SUPPORTED = set(stack_config.versions.SUPPORTED_KUBERNETES_VERSIONS)
+_SUPPORTED = set(versions.SUPPORTED_KUBERNETES_VERSIONS)
 
 
 def _not_a_cidr(text: str) -> bool:
@@ -610,13 +618,13 @@ _BAD_VALUES = st.one_of(
     st.tuples(st.just("cluster.adminPrincipalArns[0]"),
               st.text(max_size=30).filter(lambda t: not t.startswith("arn:"))),
     st.tuples(st.just("cluster.logRetentionDays"),
-              st.integers().filter(lambda d: d not in stack_config.LOG_RETENTION_DAYS)),
+              st.integers().filter(lambda d: d not in LOG_RETENTION_DAYS)),
     st.tuples(st.just("gpuNodeGroups[0].minSize"), st.integers(min_value=9, max_value=10**6)),  # > every maxSize
     st.tuples(st.just("gpuNodeGroups[0].maxSize"), st.integers(max_value=0)),
     st.tuples(st.just("gpuNodeGroups[0].capacityType"),
               st.text(max_size=12).filter(lambda t: t not in ("ON_DEMAND", "SPOT"))),
     st.tuples(st.just("gpuNodeGroups[0].instanceTypes[0]"),
-              st.text(max_size=14).filter(lambda t: t not in stack_config.versions.GPU_INSTANCE_TYPES)),
+              st.text(max_size=14).filter(lambda t: t not in versions.GPU_INSTANCE_TYPES)),
     st.tuples(st.just("gpuNodeGroups[0].diskSizeGib"), st.integers(max_value=99)),
     st.tuples(st.just("systemNodeGroup.minSize"), st.integers(max_value=0)),
     st.tuples(st.just("modelBucket.encryption"),

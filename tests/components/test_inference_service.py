@@ -14,10 +14,10 @@ from components import naming
 from components.monitoring import PROMETHEUS_URL
 from components.promql import alert_expressions, dashboard_queries
 from components.versions import TRITON_IMAGE_TAG
+from modelrepo.repository import load
+from modelrepo.triton import METRICS_ARGS
 from tests.harness import ROOT_DIR, evaluate, set_path, stack_config
 from tests.kserve_schema import validate_inference_service
-from tools.models.repository import load
-from tools.models.triton import METRICS_ARGS
 
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
@@ -417,7 +417,7 @@ def test_queries_select_one_model_in_one_namespace(graph):
 
     plan = ModelPlan(name="cifar10", namespace="models", service_account="s",
                      storage_prefix="models", version="a" * 20,
-                     config=__import__("components.config", fromlist=["ServedModelConfig"])
+                     config=__import__("components.config.serving", fromlist=["ServedModelConfig"])
                      .ServedModelConfig(), gpu_pool="p")
     for expr in [*alert_expressions(plan).values(), *dashboard_queries(plan).values()]:
         for selector in re.findall(r"nv_\w+\{([^}]*)\}", expr):

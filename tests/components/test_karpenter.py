@@ -11,7 +11,8 @@ import re
 import pytest
 import yaml
 
-from components import config as stack_config_module
+from components.config.gpu_capacity import GpuCapacityConfig
+from components.config.nodes import GpuNodeGroupConfig
 from components.gpu_capacity import ec2_node_class, node_pools
 from components.k8s import SYSTEM_NODE_SELECTOR
 from components.karpenter import (
@@ -183,8 +184,8 @@ def test_capacity_types_fall_back_in_the_configured_order(dev):
 
 
 def test_one_node_pool_per_capacity_type_from_the_pool_default():
-    capacity = stack_config_module.GpuCapacityConfig()
-    pool = stack_config_module.GpuNodeGroupConfig.model_validate(
+    capacity = GpuCapacityConfig()
+    pool = GpuNodeGroupConfig.model_validate(
         {"name": "p", "instanceTypes": ["g5.12xlarge", "g5.24xlarge"], "capacityType": "SPOT",
          "maxSize": 3})
     (only,) = node_pools(pool, capacity)

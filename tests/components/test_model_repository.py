@@ -9,10 +9,10 @@ import shutil
 import pytest
 
 from components.model_repository import ModelRepositoryError
+from modelrepo import repository
+from modelrepo.layout import version_uri
 from tests.components.test_config import rejected
 from tests.harness import ROOT_DIR, evaluate, set_path, stack_config
-from tools.models import repository
-from tools.registry import version_uri
 
 OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2"
 CHECK = "pulumi-python:dynamic:Resource"

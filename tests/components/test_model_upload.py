@@ -8,12 +8,16 @@ import sys
 
 import pytest
 
-from tests.deploy_probe import EXISTING_BUCKET, dynamic_resources, existing_cluster_and_bucket
-from tests.deploy_probe import s3_compatible
+from modelrepo import repository
+from tests.deploy_probe import (
+    EXISTING_BUCKET,
+    dynamic_resources,
+    existing_cluster_and_bucket,
+    s3_compatible,
+)
 from tests.dynamic_host import DynamicProviderHost, model_version_lifecycle
-from tests.s3_server import CREDENTIALS, moto_server
-from tools.models import repository
 from tests.harness import ROOT_DIR
+from tests.s3_server import CREDENTIALS, moto_server
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.config import ConfigError
+from components.config.errors import ConfigError
 from tests.components.test_k8s import releases
 from tests.harness import encode_config_value, evaluate, set_path, stack_config
 

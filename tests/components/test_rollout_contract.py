@@ -184,7 +184,7 @@ def render(repo: Path, models: dict[str, dict], stack: str = "staging",
 
 
 def own_version(repo: Path, model: str) -> str:
-    from tools.models.repository import load
+    from modelrepo.repository import load
 
     return load(repo).models[model].content_hash
 

@@ -11,19 +11,19 @@ import pytest
 import yaml
 
 from components import naming, seldon
-from components.config import pod_requests
+from components.config.capacity import pod_requests
 from components.versions import (
     SELDON_INITIALIZER_REQUESTS,
     SIDECAR_REQUESTS,
     TRITON_IMAGE,
     TRITON_IMAGE_TAG,
 )
+from modelrepo.triton import METRICS_ARGS
 from tests.components.test_k8s import releases
 from tests.crd_schema import UPSTREAM, crd_errors
 from tests.harness import evaluate, set_path, stack_config
 from tests.istio_route import route as istio_route
 from tests.kube_schemas import is_core, is_karpenter, manifests, validate_core, validate_custom
-from tools.models.triton import METRICS_ARGS
 
 SDEP = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -473,7 +473,7 @@ def test_network_policy_opens_tritons_ports_only(seldon_dev):
 
 
 def test_the_storage_initializer_counts_in_the_pods_requests():
-    from components.config import ServedModelConfig
+    from components.config.serving import ServedModelConfig
 
     small = ServedModelConfig.model_validate({"cpu": "50m", "memory": "64Mi"})
     cpu, memory = pod_requests(small, "seldon")

@@ -1,8 +1,9 @@
-"""tools/registry.py and tools/promote.py against a real S3 API server on loopback (moto): each
+"""modelrepo/registry.py and tools/promote.py against a real S3 API server on loopback (moto): each
 model published and promoted under its own version, checked from its bytes, pinned per model."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,19 +16,18 @@ import threading
 import pytest
 import yaml
 
-from tests.harness import ROOT_DIR
-from tests.s3_server import CREDENTIALS, moto_server
-from tools import promote as promotion
-from tools.models import repository
-from tools.registry import (
+from modelrepo import repository
+from modelrepo.layout import manifest_key, object_key
+from modelrepo.registry import (
     MissingVersion,
     RegistryError,
     manifest_body,
-    manifest_key,
-    object_key,
     publish,
     sha256_file,
 )
+from tests.harness import ROOT_DIR
+from tests.s3_server import CREDENTIALS, moto_server
+from tools import promote as promotion
 from tools.stack_files import StackFile, StackFileError
 
 DEV, STAGING, PROD = "dev-models", "staging-models", "prod-models"
@@ -384,10 +384,8 @@ def test_concurrent_promotions_never_lose_a_pin(s3, stacks, tmp_path):
 
     def run(model):
         def copy(**kwargs):
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(timeout=10)
-            except threading.BrokenBarrierError:
-                pass
             return client.copy_object(**kwargs)
         try:
             promotion.promote(one(stacks, url, versions[model], model=model), copy_object=copy)

@@ -10,11 +10,12 @@ import shutil
 
 import pytest
 
+from modelrepo import repository
+from modelrepo.layout import manifest_key
+from modelrepo.registry import publish
 from tests.harness import ROOT_DIR
 from tests.s3_server import DroppingProxy, Faults, matching, moto_server
 from tools import promote as promotion
-from tools.models import repository
-from tools.registry import manifest_key, publish
 
 DEV, STAGING, PREFIX = "dev-models", "staging-models", "models"
 ATTEMPTS = 2

@@ -13,10 +13,10 @@ import urllib.request
 
 import pytest
 
+from modelrepo import repository
 from tests.harness import ROOT_DIR, evaluate, set_path, stack_config
 from tests.istio_route import RoutingProxy
 from tools import smoke
-from tools.models import repository
 from tools.models.serve import TritonServer, write_twins
 
 SDEP = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"

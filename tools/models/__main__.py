@@ -10,7 +10,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tools.models import repository
+from modelrepo import repository
 
 DEFAULT_REPOSITORY = Path("model_repo")
 DEFAULT_BASELINE = Path("bench/baseline/cifar10/config.pbtxt")
@@ -48,8 +48,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _models(repo: repository.Repository, names: list[str] | None) -> list[str]:
     unknown = sorted(set(names or ()) - set(repo.models))
     if unknown:
-        raise repository.RepositoryError([f"{repo.root.name}/{name}: no such model (have "
-                                          f"{sorted(repo.models)})" for name in unknown])
+        raise repository.RepositoryError([(f"{repo.root.name}/{name}", f"no such model (have "
+                                           f"{sorted(repo.models)})") for name in unknown])
     return sorted(names or repo.models)
 
 
@@ -103,7 +103,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     """Validate the whole repository (a broken model stops everything), then upload each chosen
     model under its own version, manifest last. Prints `<model> <version>` per model."""
-    from tools.registry import manifest_key, publish_model, s3_client, version_uri
+    from modelrepo.layout import manifest_key, version_uri
+    from modelrepo.registry import publish_model, s3_client
 
     repo = _validate(args.repository, torch_checks=not args.no_torch)
     names = _models(repo, args.model)
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - registry and S3 errors, reported plainly
-        from tools.registry import RegistryError
+        from modelrepo.registry import RegistryError
 
         if not isinstance(exc, RegistryError):
             raise

@@ -39,10 +39,10 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tools.models import loadgen, repository
+from modelrepo import repository
+from tools.models import loadgen
 from tools.models.loadgen import Body, LoadResult
-from tools.models.serve import (NOOP_MODEL, SHIPPED_TWIN, TritonServer, TwinSettings,
-                                write_twin)
+from tools.models.serve import NOOP_MODEL, SHIPPED_TWIN, TritonServer, TwinSettings, write_twin
 
 MODEL = "cifar10"
 CONCURRENCIES = (1, 8, 32, 64)
@@ -219,7 +219,7 @@ def measure_config(name: str, run: int, config: mc.ModelConfig, model_dir: Path,
                           extra_args=twin.server_args()) as server:
             url = f"{server.url}/v2/models/{MODEL}/infer"
             pgid = server.pid
-            for fmt, (path, body) in body_files.items():
+            for path, body in body_files.values():
                 check_answer(server.url, body, expected)
                 if warmup:
                     loadgen.run_wrk(url, path, body, REFERENCE_CONCURRENCY, warmup)

@@ -23,14 +23,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tools.models.repository import CONFIG_FILE, CUSTOM_CONFIGS, Repository
-from tools.models.triton import METRICS_ARGS, READY_PATH
+from modelrepo.repository import CONFIG_FILE, CUSTOM_CONFIGS, Repository
+from modelrepo.triton import METRICS_ARGS, READY_PATH
 
 TWIN_MODEL = Path(__file__).parent / "twin_model.py"
 NOOP_MODEL = Path(__file__).parent / "noop_model.py"
@@ -307,7 +307,7 @@ class TritonServer:
 
     def start(self, timeout: float = 60.0) -> TritonServer:
         unset = [n for n in ("http_port", "grpc_port", "metrics_port") if not getattr(self, n)]
-        for name, port in zip(unset, free_ports(len(unset))):
+        for name, port in zip(unset, free_ports(len(unset)), strict=True):
             setattr(self, name, port)
         self._workdir = tempfile.TemporaryDirectory(prefix="mlserve-triton-")
         work = Path(self._workdir.name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tools.models.repository import Model, Repository, RepositoryError
+from modelrepo.repository import Model, Problem, Repository, RepositoryError
 
 TORCH_DTYPES = {
     mc.TYPE_BOOL: torch.bool, mc.TYPE_UINT8: torch.uint8, mc.TYPE_INT8: torch.int8,
@@ -34,53 +34,53 @@ def _dummy(model: Model, tensor: mc.ModelInput) -> torch.Tensor:
     return torch.ones(shape, dtype=dtype)
 
 
-def check_model(model: Model, root_name: str) -> list[str]:
+def check_model(model: Model, root_name: str) -> list[Problem]:
     if model.config.platform != "pytorch_libtorch":
         return []
-    problems = []
+    problems: list[Problem] = []
     for version in model.versions:
         where = f"{root_name}/{model.name}/{version}/{model.model_file}"
         try:
             module = torch.jit.load(str(model.path / str(version) / model.model_file),
                                     map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - any load failure is the finding
-            problems.append(f"{where}: not a loadable TorchScript model on CPU: "
-                            f"{str(exc).splitlines()[0]}")
+            problems.append((where, f"not a loadable TorchScript model on CPU: "
+                            f"{str(exc).splitlines()[0]}"))
             continue
         arguments = [a for a in module.forward.schema.arguments if a.name != "self"]
         if len(arguments) != len(model.config.input):
-            problems.append(f"{where}: forward takes {len(arguments)} input(s), config.pbtxt "
-                            f"declares {len(model.config.input)}")
+            problems.append((where, f"forward takes {len(arguments)} input(s), config.pbtxt "
+                            f"declares {len(model.config.input)}"))
             continue
         unsupported = [t.name for t in model.config.input if t.data_type not in TORCH_DTYPES]
         if unsupported:
-            problems.append(f"{where}: inputs {unsupported}: no torch dtype for their data_type")
+            problems.append((where, f"inputs {unsupported}: no torch dtype for their data_type"))
             continue
         try:
             with torch.inference_mode():
                 result = module(*[_dummy(model, t) for t in model.config.input])
         except Exception as exc:  # noqa: BLE001
-            problems.append(f"{where}: fails on a dummy batch shaped as config.pbtxt says: "
-                            f"{str(exc).splitlines()[-1]}")
+            problems.append((where, f"fails on a dummy batch shaped as config.pbtxt says: "
+                            f"{str(exc).splitlines()[-1]}"))
             continue
         outputs = list(result) if isinstance(result, (tuple, list)) else [result]
         if len(outputs) != len(model.config.output):
-            problems.append(f"{where}: returns {len(outputs)} output(s), config.pbtxt declares "
-                            f"{len(model.config.output)}")
+            problems.append((where, f"returns {len(outputs)} output(s), config.pbtxt declares "
+                            f"{len(model.config.output)}"))
             continue
-        for index, (tensor, declared) in enumerate(zip(outputs, model.config.output)):
+        for index, (tensor, declared) in enumerate(zip(outputs, model.config.output, strict=True)):
             field = f"output[{index}] ({declared.name})"
             expected_dtype = TORCH_DTYPES.get(declared.data_type)
             if tensor.dtype != expected_dtype:
-                problems.append(f"{where}: {field}: model returns {tensor.dtype}, config.pbtxt "
-                                f"data_type is {mc.DataType.Name(declared.data_type)}")
+                problems.append((where, f"{field}: model returns {tensor.dtype}, config.pbtxt "
+                                f"data_type is {mc.DataType.Name(declared.data_type)}"))
             batch = [model.config.max_batch_size] if model.config.max_batch_size > 0 else []
             expected = batch + list(declared.dims)  # -1: any size
             matches = len(tensor.shape) == len(expected) and all(
-                want == -1 or got == want for got, want in zip(tensor.shape, expected))
+                want == -1 or got == want for got, want in zip(tensor.shape, expected, strict=True))
             if not matches:
-                problems.append(f"{where}: {field}: model returns shape {list(tensor.shape)}, "
-                                f"config.pbtxt expects {expected}")
+                problems.append((where, f"{field}: model returns shape {list(tensor.shape)}, "
+                                f"config.pbtxt expects {expected}"))
     return problems
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from tests.harness import ROOT_DIR
 from tests.tools.models.serve_cli import serve_cli
-from tools.models import repository
+from modelrepo import repository
 from tools.models.serve import TritonServer, write_twins
 
 RECORD = Path(os.environ["SERVER_GROUPS_RECORD"])

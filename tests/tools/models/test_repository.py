@@ -1,4 +1,4 @@
-"""tools/models/repository.py: layout and config rules, each problem naming file and field."""
+"""modelrepo/repository.py: layout and config rules, each problem naming file and field."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from modelrepo import repository
+from modelrepo.repository import RepositoryError
 from tests.harness import ROOT_DIR
-from tools.models import repository
-from tools.models.repository import RepositoryError
 
 SHIPPED = ROOT_DIR / "model_repo"
 
@@ -147,7 +147,7 @@ def test_lean_validation_needs_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, pathlib; import tools.models.repository as r; "
+    code = ("import sys, pathlib; import modelrepo.repository as r; "
             "r.load(pathlib.Path('model_repo')); "
             "bad = [m for m in ('torch', 'moto', 'locust', 'pytriton') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")

@@ -15,8 +15,8 @@ import torch
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from modelrepo import repository
 from tests.harness import ROOT_DIR
-from tools.models import repository
 from tools.models.serve import TritonServer, group_members, write_twins
 
 SHIPPED = ROOT_DIR / "model_repo"

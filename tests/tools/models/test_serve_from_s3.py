@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
 
+from modelrepo import repository
+from modelrepo.layout import object_key
 from tests.harness import ROOT_DIR
-from tools.models import repository
 from tools.models.serve import TritonServer, free_port, write_twins
-from tools.registry import object_key
 
 BUCKET = "mlserve-test-models"
 PREFIX = "models"

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from modelrepo import repository
+from modelrepo.repository import RepositoryError
 from tests.harness import ROOT_DIR
 from tests.tools.models.test_repository import edit_config
-from tools.models import build, repository, torchscript
+from tools.models import build, torchscript
 from tools.models.net import CLASSES
-from tools.models.repository import RepositoryError
 
 SHIPPED = ROOT_DIR / "model_repo"
 MODEL_PT = SHIPPED / "cifar10" / "1" / "model.pt"

@@ -16,6 +16,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from modelrepo.layout import hash_of_digests
+
 SKIPPED_AT_ROOT = ("README.md",)
 CONFIG_FILE = "config.pbtxt"
 CUSTOM_CONFIGS = "configs"
@@ -31,14 +33,22 @@ BACKEND_OF_PLATFORM = {"pytorch_libtorch": "pytorch", "onnxruntime_onnx": "onnxr
                        "tensorrt_plan": "tensorrt", "tensorflow_savedmodel": "tensorflow"}
 LIBTORCH_NAME = re.compile(r"^(?P<name>.+)__(?P<index>\d+)$")
 MAX_QUEUE_DELAY_US = 1_000_000
-HASH_LENGTH = 20
+
+
+Problem = tuple[str, str]
+"""(file, message): the file (relative to the repository's parent folder, e.g.
+`model_repo/cifar10/config.pbtxt`) and what is wrong with it (the message does not repeat it)."""
 
 
 class RepositoryError(Exception):
-    """A repository Triton would refuse or serve wrongly; lists every problem found."""
+    """A repository Triton would refuse or serve wrongly; lists every problem found.
 
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
+    `located` holds the (file, message) pairs; `problems` the same, each rendered as one line,
+    `<file>: <message>` (the stack reports them with its own, located at their files)."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.located = list(problems)
+        self.problems = [f"{where}: {message}" for where, message in self.located]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid model repository ({len(self.problems)} problem(s)):\n{lines}")
 
@@ -84,17 +94,6 @@ def repository_files(root: Path) -> list[str]:
     )
 
 
-def hash_of_digests(entries: Iterable[tuple[str, bytes]]) -> str:
-    """The content hash from each file's path (relative to the repository root) and SHA-256
-    digest, in path order: anyone holding the files, or a list of their digests, can recompute
-    a version and check it (tools/registry.py does, before and after every copy)."""
-    digest = hashlib.sha256()
-    for relative, file_digest in sorted(entries):
-        digest.update(relative.encode() + b"\0")
-        digest.update(file_digest)
-    return digest.hexdigest()[:HASH_LENGTH]
-
-
 def content_hash(root: Path, files: Iterable[str]) -> str:
     return hash_of_digests((relative, hashlib.sha256((root / relative).read_bytes()).digest())
                            for relative in files)
@@ -104,118 +103,118 @@ def _where(model: Path, root: Path) -> str:
     return (root.name + "/" + model.relative_to(root).as_posix()) if model != root else root.name
 
 
-def _check_layout(root: Path) -> tuple[list[Path], list[str]]:
+def _check_layout(root: Path) -> tuple[list[Path], list[Problem]]:
     problems, model_dirs = [], []
     for entry in sorted(root.iterdir()):
         where = f"{root.name}/{entry.name}"
         if entry.is_file():
             if entry.name not in SKIPPED_AT_ROOT:
-                problems.append(f"{where}: only model folders belong at the top of a repository")
+                problems.append((where, "only model folders belong at the top of a repository"))
         elif entry.name.startswith((".", "__")):
-            problems.append(f"{where}: Triton would try to load this folder as a model; "
-                            "remove it")
+            problems.append((where, "Triton would try to load this folder as a model; "
+                            "remove it"))
         else:
             model_dirs.append(entry)
     if not model_dirs and not problems:
-        problems.append(f"{root.name}: no model folders")
+        problems.append((root.name, "no model folders"))
     return model_dirs, problems
 
 
-def _parse_config(path: Path, where: str) -> tuple[mc.ModelConfig | None, list[str]]:
+def _parse_config(path: Path, where: str) -> tuple[mc.ModelConfig | None, list[Problem]]:
     if not path.is_file():
-        return None, [f"{where}/{CONFIG_FILE}: missing (every model needs its config)"]
+        return None, [(f"{where}/{CONFIG_FILE}", "missing (every model needs its config)")]
     config = mc.ModelConfig()
     try:
         text_format.Parse(path.read_text(), config)
     except text_format.ParseError as exc:
-        return None, [f"{where}/{CONFIG_FILE}: {exc}"]
+        return None, [(f"{where}/{CONFIG_FILE}", f"{exc}")]
     return config, []
 
 
-def _check_tensors(config: mc.ModelConfig, file: str) -> list[str]:
+def _check_tensors(config: mc.ModelConfig, file: str) -> list[Problem]:
     problems = []
     for kind, tensors in (("input", config.input), ("output", config.output)):
         if not tensors:
-            problems.append(f"{file}: {kind}: at least one {kind} is required")
+            problems.append((file, f"{kind}: at least one {kind} is required"))
         names = [t.name for t in tensors]
         for index, tensor in enumerate(tensors):
             field = f"{kind}[{index}]"
             if not tensor.name:
-                problems.append(f"{file}: {field}.name: must be set")
+                problems.append((file, f"{field}.name: must be set"))
             elif names.count(tensor.name) > 1:
-                problems.append(f"{file}: {field}.name: {tensor.name!r} is used twice")
+                problems.append((file, f"{field}.name: {tensor.name!r} is used twice"))
             if tensor.data_type == mc.TYPE_INVALID:
-                problems.append(f"{file}: {field}.data_type: must be set")
+                problems.append((file, f"{field}.data_type: must be set"))
             if not tensor.dims:
-                problems.append(f"{file}: {field}.dims: must be set")
+                problems.append((file, f"{field}.dims: must be set"))
             if any(d == 0 or d < -1 for d in tensor.dims):
-                problems.append(f"{file}: {field}.dims: each must be -1 or > 0, "
-                                f"got {list(tensor.dims)}")
+                problems.append((file, f"{field}.dims: each must be -1 or > 0, "
+                                f"got {list(tensor.dims)}"))
         if config.platform == "pytorch_libtorch":
             problems += _libtorch_names(tensors, kind, file)
     return problems
 
 
 def _libtorch_names(tensors: Sequence[mc.ModelInput | mc.ModelOutput], kind: str,
-                    file: str) -> list[str]:
+                    file: str) -> list[Problem]:
     """libtorch binds tensors by position: names must be `<name>__<index>`, indices 0..n-1."""
     problems, indices = [], []
     for index, tensor in enumerate(tensors):
         match = LIBTORCH_NAME.match(tensor.name)
         if match is None:
-            problems.append(f"{file}: {kind}[{index}].name: must follow the libtorch "
-                            f"convention <name>__<index>, got {tensor.name!r}")
+            problems.append((file, f"{kind}[{index}].name: must follow the libtorch "
+                            f"convention <name>__<index>, got {tensor.name!r}"))
         else:
             indices.append(int(match["index"]))
     if not problems and sorted(indices) != list(range(len(tensors))):
-        problems.append(f"{file}: {kind}: libtorch indices must be 0..{len(tensors) - 1}, "
-                        f"got {sorted(indices)}")
+        problems.append((file, f"{kind}: libtorch indices must be 0..{len(tensors) - 1}, "
+                        f"got {sorted(indices)}"))
     return problems
 
 
-def _check_batching(config: mc.ModelConfig, file: str) -> list[str]:
+def _check_batching(config: mc.ModelConfig, file: str) -> list[Problem]:
     problems = []
     if config.max_batch_size < 0:
-        problems.append(f"{file}: max_batch_size: must be >= 0, got {config.max_batch_size}")
+        problems.append((file, f"max_batch_size: must be >= 0, got {config.max_batch_size}"))
     if config.HasField("dynamic_batching"):
         batching = config.dynamic_batching
         if config.max_batch_size == 0:
-            problems.append(f"{file}: dynamic_batching: needs max_batch_size > 0")
+            problems.append((file, "dynamic_batching: needs max_batch_size > 0"))
         if batching.max_queue_delay_microseconds > MAX_QUEUE_DELAY_US:
-            problems.append(f"{file}: dynamic_batching.max_queue_delay_microseconds: must be <= "
-                            f"{MAX_QUEUE_DELAY_US}, got {batching.max_queue_delay_microseconds}")
+            problems.append((file, f"dynamic_batching.max_queue_delay_microseconds: must be <= "
+                            f"{MAX_QUEUE_DELAY_US}, got {batching.max_queue_delay_microseconds}"))
         too_big = [b for b in batching.preferred_batch_size if b > config.max_batch_size]
         if too_big:
-            problems.append(f"{file}: dynamic_batching.preferred_batch_size: must be <= "
-                            f"max_batch_size ({config.max_batch_size}), got {too_big}")
+            problems.append((file, f"dynamic_batching.preferred_batch_size: must be <= "
+                            f"max_batch_size ({config.max_batch_size}), got {too_big}"))
     for index, group in enumerate(config.instance_group):
         if group.count < 0:
-            problems.append(f"{file}: instance_group[{index}].count: must be >= 1, "
-                            f"got {group.count}")
+            problems.append((file, f"instance_group[{index}].count: must be >= 1, "
+                            f"got {group.count}"))
     return problems
 
 
-def _check_config(config: mc.ModelConfig, path: Path, file: str) -> list[str]:
+def _check_config(config: mc.ModelConfig, path: Path, file: str) -> list[Problem]:
     problems = []
     if config.name and config.name != path.name:
-        problems.append(f"{file}: name: must match the folder name {path.name!r}, "
-                        f"got {config.name!r}")
+        problems.append((file, f"name: must match the folder name {path.name!r}, "
+                        f"got {config.name!r}"))
     kind = config.platform or config.backend
     if not kind:
-        problems.append(f"{file}: platform: set platform or backend")
+        problems.append((file, "platform: set platform or backend"))
     elif config.platform and config.platform not in DEFAULT_MODEL_FILE:
-        problems.append(f"{file}: platform: must be one of {sorted(BACKEND_OF_PLATFORM)}, "
-                        f"got {config.platform!r}")
+        problems.append((file, f"platform: must be one of {sorted(BACKEND_OF_PLATFORM)}, "
+                        f"got {config.platform!r}"))
     problems += _check_tensors(config, file)
     problems += _check_batching(config, file)
     for index, output in enumerate(config.output):
         if output.label_filename and not (path / output.label_filename).is_file():
-            problems.append(f"{file}: output[{index}].label_filename: {output.label_filename} "
-                            f"is not in the model's folder {path.name}/")
+            problems.append((file, f"output[{index}].label_filename: {output.label_filename} "
+                            f"is not in the model's folder {path.name}/"))
     return problems
 
 
-def _check_model(path: Path, root: Path) -> tuple[Model | None, list[str]]:
+def _check_model(path: Path, root: Path) -> tuple[Model | None, list[Problem]]:
     where = _where(path, root)
     config, problems = _parse_config(path / CONFIG_FILE, where)
     if config is None:
@@ -229,13 +228,13 @@ def _check_model(path: Path, root: Path) -> tuple[Model | None, list[str]]:
             else []:
         custom_file = f"{where}/{CUSTOM_CONFIGS}/{entry.name}"
         if entry.suffix != ".pbtxt":
-            problems.append(f"{custom_file}: only <name>.pbtxt files belong in {CUSTOM_CONFIGS}/")
+            problems.append((custom_file, f"only <name>.pbtxt files belong in {CUSTOM_CONFIGS}/"))
             continue
         alternative = mc.ModelConfig()
         try:
             text_format.Parse(entry.read_text(), alternative)
         except text_format.ParseError as exc:
-            problems.append(f"{custom_file}: {exc}")
+            problems.append((custom_file, f"{exc}"))
             continue
         problems += _check_config(alternative, path, custom_file)
         custom.append(entry.stem)
@@ -244,20 +243,20 @@ def _check_model(path: Path, root: Path) -> tuple[Model | None, list[str]]:
     for entry in sorted(path.iterdir()):
         if entry.is_dir() and entry.name != CUSTOM_CONFIGS:
             if not entry.name.isdigit():
-                problems.append(f"{where}/{entry.name}: version folders must be numbers")
+                problems.append((f"{where}/{entry.name}", "version folders must be numbers"))
                 continue
             versions.append(int(entry.name))
     if not versions:
-        problems.append(f"{where}: no version folder (e.g. {where}/1/)")
+        problems.append((where, f"no version folder (e.g. {where}/1/)"))
     model = Model(name=path.name, path=path, config=config, versions=tuple(sorted(versions)),
                   custom_configs=tuple(custom))
     if model.model_file:
         for version in model.versions:
             if not (path / str(version) / model.model_file).exists():
-                problems.append(f"{where}/{version}/{model.model_file}: missing (the model file "
-                                f"for platform {kind!r})")
+                problems.append((f"{where}/{version}/{model.model_file}",
+                                 f"missing (the model file for platform {kind!r})"))
     elif kind:
-        problems.append(f"{file}: default_model_filename: must be set for {kind!r}")
+        problems.append((file, f"default_model_filename: must be set for {kind!r}"))
     return model, problems
 
 
@@ -265,7 +264,7 @@ def load(root: Path, models: Sequence[str] | None = None) -> Repository:
     """Validate the repository at `root` (layout and every config.pbtxt) and hash it."""
     root = Path(root)
     if not root.is_dir():
-        raise RepositoryError([f"{root}: not a directory"])
+        raise RepositoryError([(str(root), "not a directory")])
     model_dirs, problems = _check_layout(root)
     found: dict[str, Model] = {}
     for path in model_dirs:
@@ -274,8 +273,9 @@ def load(root: Path, models: Sequence[str] | None = None) -> Repository:
         if model is not None:
             found[model.name] = model
     for name in models or ():
-        if name not in found and not any(p.startswith(f"{root.name}/{name}") for p in problems):
-            problems.append(f"{root.name}/{name}: no such model (have {sorted(found)})")
+        if name not in found and not any(where.startswith(f"{root.name}/{name}")
+                                          for where, _ in problems):
+            problems.append((f"{root.name}/{name}", f"no such model (have {sorted(found)})"))
     if problems:
         raise RepositoryError(problems)
     files = repository_files(root)

@@ -1,14 +1,9 @@
 """Model versions in S3: publish each model under its own content hash, verify a version from its
 bytes, and copy a version from one bucket to another.
 
-The layout, under one key prefix of a bucket:
-
-    <prefix>/<version>/<model>/...        the model's files: a single-model Triton repository
-    <prefix>/manifests/<version>.json     the model, and every file's path, size and SHA-256
-
-A version is the model's content hash (tools/models/repository.py: over its files' paths and
-bytes), so it can always be recomputed from the objects. The manifest is written LAST: a version
-without its manifest is incomplete and never used. It sits outside the version's prefix so what
+The layout under one key prefix of a bucket is modelrepo/layout.py's. A version is the model's
+content hash, so it can always be recomputed from the objects. The manifest is written LAST: a
+version without its manifest is incomplete and never used. It sits outside the version's prefix so what
 Triton downloads (`version_uri`, the storageUri a model server is given) stays a pure model
 repository. A version is trusted only when its manifest's entries hash to its name AND every
 object's bytes match the manifest, checked before and after every copy, so a manifest and an
@@ -29,29 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.models.repository import HASH_LENGTH, Repository, hash_of_digests
+from modelrepo.layout import (
+    hash_of_digests,
+    manifest_key,
+    object_key,
+    uri,
+    version_uri,
+)
+from modelrepo.repository import Repository
 
 MANIFEST_FORMAT = 2
-VERSION = re.compile(rf"^[0-9a-f]{{{HASH_LENGTH}}}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # S3's answers that mean "no such object" (404), and the one it gives instead when the caller
 # may not list the bucket (403; GetObject/HeadObject API reference, "Permissions").
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _DENIED = ("AccessDenied", "403", "Forbidden")
-
-
-def version_uri(bucket: str, prefix: str, version: str) -> str:
-    """Where a model version lies: the storageUri its model servers are given."""
-    return f"s3://{bucket}/{prefix}/{version}"
-
-
-def object_key(prefix: str, version: str, relative: str) -> str:
-    """`relative` is the file's path from the repository root, `<model>/...`."""
-    return f"{prefix}/{version}/{relative}"
-
-
-def manifest_key(prefix: str, version: str) -> str:
-    return f"{prefix}/manifests/{version}.json"
 
 
 def s3_client(*, profile: str | None = None, endpoint_url: str | None = None,
@@ -128,10 +115,6 @@ def aws_errors(operation: str, where: str) -> Iterator[None]:
         message = (error.response.get("Error", {}).get("Message", "") if error is not None
                    else str(exc))
         raise S3Error(where, operation, error_code(exc), _one_line(message)) from None
-
-
-def uri(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
 
 
 # ---- manifests --------------------------------------------------------------------------------
