@@ -22,9 +22,9 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test test-fast docs venv policy-venv amtool promtool up preview preflight destroy refresh \
-	outputs config-reference versions-table build-model validate serve bench wrk jemalloc smoke \
-	load \
+.PHONY: test test-fast lint docs venv policy-venv amtool promtool up preview preflight destroy \
+	refresh outputs config-reference versions-table build-model validate serve bench wrk jemalloc \
+	smoke load \
 	policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
@@ -72,8 +72,14 @@ amtool:
 promtool:
 	@$(MAKE) -s $(PROMTOOL) || true
 
+# Lint and types first (pyproject.toml): ruff (pyflakes, bugbear, imports, simplify) over the whole
+# tree, mypy with the pydantic plugin over the program, modelrepo, tools and the policy pack.
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 # The tests include a short benchmark and serve like `make serve`: they need wrk and jemalloc.
-test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool promtool wrk jemalloc
+test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool promtool wrk jemalloc lint
 	$(PY) -m pytest
 
 # The edit-test loop: each shipped stack's recorded graph, the configuration rules, the policy

@@ -133,7 +133,7 @@ class Cluster(pulumi.ComponentResource):
             deletion_protection=config.deletion_protection,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
-        issuer = self.eks.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
+        issuer = self.eks.identities.apply(_oidc_issuer)
         self.oidc_provider = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], opts=child)
 
@@ -274,3 +274,11 @@ class Cluster(pulumi.ComponentResource):
             resolve_conflicts_on_update="OVERWRITE",
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
+
+
+def _oidc_issuer(identities: Sequence[aws.eks.outputs.ClusterIdentity]) -> str:
+    """The cluster's OIDC issuer URL (EKS reports one identity with one OIDC issuer)."""
+    oidcs = identities[0].oidcs if identities else None
+    if not oidcs or not oidcs[0].issuer:
+        raise ValueError("EKS reported no OIDC issuer for the cluster")
+    return oidcs[0].issuer

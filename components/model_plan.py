@@ -12,7 +12,6 @@ from typing import Any
 
 from components import naming
 from components.config.serving import ServedModelConfig
-from components.kserve import KSERVE
 from components.naming import CANARY, STABLE
 from components.serving_backend import ServingBackend
 from components.versions import TRITON_IMAGE_TAG
@@ -46,11 +45,12 @@ class ModelPlan:
     config: ServedModelConfig
     gpu_pool: str | None
     """None: the model runs on CPU (gpus 0) with its configs/cpu.pbtxt."""
+    backend: ServingBackend
+    """What serves the model: its objects, names, pods and endpoint (components/backends.py
+    picks it; the plan never imports a backend, so backends may import the plan)."""
     canary_version: str | None = None
     example_request: dict[str, Any] = field(default_factory=dict)
     """A small valid V2 request body for this model (for the curl in the stack outputs)."""
-    backend: ServingBackend = KSERVE
-    """What serves the model: its objects, names, pods and endpoint."""
     triton_image_tag: str = TRITON_IMAGE_TAG
     ingress_host: str = ""
     """The Host this model answers on at the ingress gateway (KServe backend)."""

@@ -15,6 +15,7 @@ is pointed at it (components/model_upload.py, PinnedModelVersions).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,7 +165,12 @@ class ModelRepository(pulumi.ComponentResource):
             self.objects += [*files, manifest]
             # Consumers (InferenceServices) wait for the manifest, so for every object.
             self.ready[(model, version)] = pulumi.Output.all(args.bucket, manifest.id).apply(
-                lambda values, version=version: version_uri(values[0], args.prefix, version))
+                functools.partial(_uri_of, prefix=args.prefix, version=version))
         self.register_outputs({"versions": self.versions,
                                "storageUris": {model: self.ready[(model, version)]
                                                for model, version in self.versions.items()}})
+
+
+def _uri_of(bucket_and_manifest: list[str], *, prefix: str, version: str) -> str:
+    """A version's URI, once its manifest (the last object written) exists."""
+    return version_uri(bucket_and_manifest[0], prefix, version)

@@ -126,8 +126,9 @@ class ModelStore(pulumi.ComponentResource):
             versioning_configuration={"status": "Enabled"}, opts=child)
         if self.key is not None:
             # A bucket key cuts KMS requests (and cost) for the many small files of a repository.
-            encryption = {"apply_server_side_encryption_by_default": {
-                "sse_algorithm": "aws:kms", "kms_master_key_id": self.key.arn},
+            encryption: aws.s3.BucketServerSideEncryptionConfigurationRuleArgsDict = {
+                "apply_server_side_encryption_by_default": {
+                    "sse_algorithm": "aws:kms", "kms_master_key_id": self.key.arn},
                 "bucket_key_enabled": True}
         else:
             encryption = {"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import pulumi
@@ -100,7 +101,7 @@ class Network(pulumi.ComponentResource):
         private_subnets: list[aws.ec2.Subnet] = []
         nat_gateways: list[aws.ec2.NatGateway] = []
         for index in range(config.az_count):
-            zone = zones.apply(lambda z, i=index: z[i])
+            zone = zones.apply(operator.itemgetter(index))
             public = aws.ec2.Subnet(
                 f"{name}-public-{index}", vpc_id=vpc.id, cidr_block=public_cidrs[index],
                 availability_zone=zone,

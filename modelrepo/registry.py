@@ -85,7 +85,7 @@ def _client_error(exc: BaseException) -> Any:
     """The botocore ClientError behind `exc` (boto3's transfer wrappers chain it), if any."""
     from botocore.exceptions import ClientError
 
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ClientError):
             return seen

@@ -99,7 +99,8 @@ def rows(model: type[BaseModel] = StackConfig, prefix: str = "",
         inner = _inner_model(field.annotation)
         if inner is not None:
             origin = typing.get_origin(field.annotation)
-            nested = {list: f"{path}[].", dict: f"{path}.<name>."}.get(origin, f"{path}.")
+            nested = (f"{path}[]." if origin is list
+                      else f"{path}.<name>." if origin is dict else f"{path}.")
             out.extend(rows(inner, nested, value if isinstance(value, BaseModel) else None))
     return out
 

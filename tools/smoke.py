@@ -146,7 +146,7 @@ def check(endpoint: Endpoint) -> list[tuple[str, bool, str]]:
                     f"inputs {[i.get('name') for i in inputs]}"))
     if not inputs:
         return results
-    body = {"inputs": []}
+    body: dict[str, list[dict[str, object]]] = {"inputs": []}
     rng = np.random.default_rng(0)
     for tensor in inputs:
         shape = [1 if d == -1 and i == 0 else (32 if d == -1 else d)

@@ -17,7 +17,8 @@ from components.config.types import (
 )
 from policy import baseline
 
-REQUIRED_LOG_TYPES = ("api", "audit", "authenticator")
+LogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+REQUIRED_LOG_TYPES: tuple[LogType, ...] = ("api", "audit", "authenticator")
 
 
 class ClusterConfig(ConfigModel):
@@ -50,7 +51,7 @@ class ClusterConfig(ConfigModel):
         description="IAM roles/users given read-only cluster access (AmazonEKSAdminViewPolicy, "
         "Secrets included: refresh reads Helm releases' state) for CI's `pulumi preview`.",
     )
-    log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
+    log_types: list[LogType] = (
         Field(default_factory=lambda: list(REQUIRED_LOG_TYPES),
               description="Control-plane log types sent to CloudWatch.")
     )

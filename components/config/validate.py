@@ -79,8 +79,10 @@ def _describe(error: Mapping[str, Any]) -> list[Problem]:
 def _section_adapter(name: str) -> TypeAdapter[Any]:
     field = StackConfig.model_fields[name]
     # The field's type with its constraints (pattern, lengths), without its alias.
-    return TypeAdapter(Annotated[(field.annotation, *field.metadata)]
-                       if field.metadata else field.annotation)
+    annotation = field.annotation
+    assert annotation is not None, f"StackConfig.{name} has no type"
+    constrained: Any = Annotated[(annotation, *field.metadata)] if field.metadata else annotation
+    return TypeAdapter(constrained)
 
 
 def validate_sections(raw: Mapping[str, Any]) -> tuple[StackConfig, list[Problem]]:

@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from components import naming
+from components.kserve import KSERVE
 from components.monitoring import PROMETHEUS_URL
 from components.promql import alert_expressions, dashboard_queries
 from components.versions import TRITON_IMAGE_TAG
@@ -418,7 +419,7 @@ def test_queries_select_one_model_in_one_namespace(graph):
     plan = ModelPlan(name="cifar10", namespace="models", service_account="s",
                      storage_prefix="models", version="a" * 20,
                      config=__import__("components.config.serving", fromlist=["ServedModelConfig"])
-                     .ServedModelConfig(), gpu_pool="p")
+                     .ServedModelConfig(), gpu_pool="p", backend=KSERVE)
     for expr in [*alert_expressions(plan).values(), *dashboard_queries(plan).values()]:
         for selector in re.findall(r"nv_\w+\{([^}]*)\}", expr):
             assert 'namespace="models"' in selector and 'model="cifar10"' in selector

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -318,7 +318,7 @@ class TritonServer:
             self.command(backends, work / "cache"), stdout=log, stderr=subprocess.STDOUT,
             env=server_environment(self.env), start_new_session=True)
         TritonServer.running.add(self._process.pid)
-        self._log = log
+        self._log: BinaryIO | None = log
         self._log_file = self.log_path or work / "tritonserver.log"
         try:
             self.wait_ready(timeout)
@@ -365,8 +365,9 @@ class TritonServer:
             # later; until then they are still running the model. Stopped means all of it gone.
             end_process_group(process.pid)
             TritonServer.running.discard(process.pid)
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close()
             self._log = None
         if self._workdir is not None:
             self._workdir.cleanup()

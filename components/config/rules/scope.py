@@ -32,7 +32,7 @@ class InvalidSection:
         raise SectionUnavailable(self.key)
 
     __getattr__ = __iter__ = __len__ = __bool__ = __contains__ = __getitem__ = _refuse
-    __eq__ = __lt__ = __gt__ = __hash__ = __str__ = __format__ = _refuse  # type: ignore[assignment]
+    __eq__ = __lt__ = __gt__ = __hash__ = __str__ = __format__ = _refuse
 
 
 def is_valid(section: Any) -> bool:
