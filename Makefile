@@ -1,6 +1,7 @@
 # mlserve — the two commands that matter:
 #   make test            install into .venv and run every offline test
 #   make up STACK=dev    pulumi up for a stack (local state backend if you're not logged in)
+#   (make preflight STACK=dev first: the account's EC2 quotas hold the stack's node pools)
 # while editing: make test-fast (graph, config, policy and docs tests), make docs (generated blocks);
 # for model authors: make validate, make serve, make bench, make build-model [DATASET=dir]
 
@@ -21,8 +22,9 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test test-fast lint docs venv policy-venv amtool up preview destroy refresh outputs \
-	config-reference versions-table build-model validate serve bench wrk jemalloc smoke load \
+.PHONY: test test-fast lint docs venv policy-venv amtool promtool up preview preflight destroy \
+	refresh outputs config-reference versions-table build-model validate serve bench wrk jemalloc \
+	smoke load \
 	policy-table clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/schemas/package-lock.json
@@ -47,19 +49,28 @@ $(POLICY_VENV)/.installed: policy/requirements.txt
 
 policy-venv: $(POLICY_VENV)/.installed
 
-# amtool, Alertmanager's CLI, for the alert-routing test: Debian's prometheus-alertmanager package,
-# unpacked under build/ (nothing is installed system-wide). Without apt the test says it skipped.
+# CLIs from Debian packages, unpacked under build/<tool>/ (nothing is installed system-wide);
+# without apt the tests that use them say they skipped.
+# amtool (prometheus-alertmanager), for the alert-routing test; promtool (prometheus), for the
+# GPU-health alert tests (`promtool test rules` evaluates the rules on synthetic series).
 AMTOOL_DEB := prometheus-alertmanager=0.25.0-1+b4
+PROMTOOL_DEB := prometheus=2.42.0+ds-5+deb12u1
 AMTOOL := build/amtool/usr/bin/amtool
-$(AMTOOL):
-	@mkdir -p build/amtool/deb
-	@cd build/amtool/deb && rm -f *.deb && { apt-get download -qq $(AMTOOL_DEB) 2>/dev/null || \
-	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -qq $(AMTOOL_DEB); }; } \
-	  >/dev/null 2>&1 && dpkg-deb --fsys-tarfile *.deb | tar -x -C .. ./usr/bin/amtool && \
-	  rm -f *.deb || echo "amtool not available here (no apt): its cross-check will skip" >&2
+PROMTOOL := build/promtool/usr/bin/promtool
+$(AMTOOL): DEB = $(AMTOOL_DEB)
+$(PROMTOOL): DEB = $(PROMTOOL_DEB)
+$(AMTOOL) $(PROMTOOL):
+	@tool=$(notdir $@); mkdir -p build/$$tool/deb && cd build/$$tool/deb && rm -f *.deb && \
+	  { apt-get download -qq $(DEB) 2>/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -qq $(DEB); }; } \
+	  >/dev/null 2>&1 && dpkg-deb --fsys-tarfile *.deb | tar -x -C .. ./usr/bin/$$tool && \
+	  rm -f *.deb || echo "$$tool not available here (no apt): the tests that use it will skip" >&2
 
 amtool:
 	@$(MAKE) -s $(AMTOOL) || true
+
+promtool:
+	@$(MAKE) -s $(PROMTOOL) || true
 
 # Lint and types first (pyproject.toml): ruff (pyflakes, bugbear, imports, simplify) over the whole
 # tree, mypy with the pydantic plugin over the program, modelrepo, tools and the policy pack.
@@ -68,7 +79,7 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy
 
 # The tests include a short benchmark and serve like `make serve`: they need wrk and jemalloc.
-test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool wrk jemalloc lint
+test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool promtool wrk jemalloc lint
 	$(PY) -m pytest
 
 # The edit-test loop: each shipped stack's recorded graph, the configuration rules, the policy
@@ -95,6 +106,11 @@ up: $(VENV)/.installed $(POLICY_VENV)/.installed
 
 preview: $(VENV)/.installed $(POLICY_VENV)/.installed
 	@$(PULUMI_BACKEND) pulumi stack select --create $(STACK) && pulumi preview --diff --stack $(STACK) --policy-pack policy
+
+# Before the first `pulumi up` of a stack (and after growing its pools): the account's EC2 vCPU
+# quotas hold what the stack's node pools may launch (docs/gpu-capacity.md, "Quotas").
+preflight: $(VENV)/.installed
+	$(PY) -m tools.preflight --stack $(STACK)
 
 refresh: $(VENV)/.installed
 	@$(PULUMI_BACKEND) pulumi refresh --stack $(STACK)

@@ -7,13 +7,15 @@ import pulumi
 from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.backends import serving_backend
 from components.cert_manager import CertManager, CertManagerArgs
-from components.foundation import HasStackOutputs, found
+from components.foundation import HasStackOutputs, NewAwsAccount, found
 from components.gpu_stack import GpuStack, GpuStackArgs, needs_device_plugin
 from components.mesh import NAMESPACE as MESH_NAMESPACE
 from components.mesh import Mesh, MeshArgs
 from components.model_repository import model_versions, storage_uris
 from components.model_serving import ModelServing, ModelServingArgs
+from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from components.monitoring import Monitoring, MonitoringArgs
+from components.node_health import NodeHealth, NodeHealthArgs, addon_version
 from components.serving_backend import RuntimeArgs
 from components.serving_platform import ServingPlatform, ServingPlatformArgs
 from components.stack_inputs import load as load_stack_inputs
@@ -62,6 +64,15 @@ gpu_daemons = GpuStackArgs(
     depends_on=foundation.gpu_capacity)
 if gpu_daemons.wanted:
     GpuStack("gpu-stack", gpu_daemons, on_cluster)
+# GPU node health on the stack's own EKS: the node monitoring agent, alerts on GPU faults and on
+# GPU nodes not Ready (repair is the GPU capacity engine's, from gpuCapacity.nodeHealth).
+if isinstance(foundation, NewAwsAccount):
+    NodeHealth("node-health", NodeHealthArgs(
+        cluster=foundation.cluster.eks, addon_version=addon_version(config.cluster),
+        monitoring_agent=config.gpu_capacity.node_health.monitoring_agent,
+        monitoring_namespace=MONITORING_NAMESPACE if monitoring else None,
+        monitoring=monitoring_crds, karpenter=foundation.karpenter_release,
+        depends_on=[foundation.cluster.system_nodes]), on_cluster)
 
 # ---- Serving: KServe's platform (the meshed model namespace), the backend's runtime, the models.
 backend = serving_backend(config.model_serving.backend)
@@ -84,9 +95,9 @@ if platform.kserve.enabled:
             plans=plans, namespace=serving.model_namespace, region=config.region,
             bucket=foundation.bucket.name, reader=foundation.bucket.reader,
             ingress_address=istio.external_address or mesh.ingress_hostname,
-            # Runtime, identity, model files and the autoscaler exist before any model; on
-            # destroy the models go first.
-            depends_on=[runtime, *foundation.bucket.ready, *keda],
+            # Runtime, identity, model files, the autoscaler and the GPU capacity exist before
+            # any model; on destroy the models go first, then the GPU nodes.
+            depends_on=[runtime, *foundation.bucket.ready, *keda, *foundation.gpu_capacity],
             monitoring=monitoring_crds), on_cluster)
 
 # ---- Outputs: per model the version it serves (stable track; canaries are in `models`) and

@@ -16,9 +16,10 @@ what the models wait for, and what the GPU daemons wait for.
 The foundation is not a part of its own: the parts it creates stay at the top of the stack, as
 the program has always registered them (their URNs, and so their state, are unchanged).
 
-GPU capacity is an engine of the AWS foundation (`_gpu_capacity`): managed node groups scaled by
-cluster-autoscaler. Another engine (Karpenter's NodePools) is a second implementation of that
-one method, and what it returns is what the GPU daemons wait for.
+GPU capacity is an engine of the AWS foundation (`_gpu_capacity`, `gpuCapacity.engine`):
+Karpenter's NodePools (the default; components/karpenter.py, gpu_capacity.py), or managed node
+groups scaled by cluster-autoscaler. What it returns is what the GPU daemons and the models wait
+for, so on destroy they go before the nodes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from components.cluster import Cluster, ClusterArgs
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.config.stack import StackConfig
 from components.existing_cluster import ExistingCluster, ExistingClusterArgs
+from components.gpu_capacity import KarpenterGpuPools, KarpenterGpuPoolsArgs
 from components.gpu_node_groups import GpuNodeGroups, GpuNodeGroupsArgs
+from components.karpenter import Karpenter, KarpenterArgs
 from components.load_balancer_controller import (
     LoadBalancerController,
     LoadBalancerControllerArgs,
@@ -96,6 +99,8 @@ class Foundation(ABC):
     oidc_provider_arn: pulumi.Input[str] | None = None
     oidc_issuer_url: pulumi.Input[str] | None = None
     """The cluster's IRSA issuer, for parts that get an AWS role (EKS only)."""
+    karpenter_release: pulumi.Resource | None = None
+    """Karpenter's controller release, where it is the GPU capacity engine."""
 
     @property
     def on_cluster(self) -> pulumi.ResourceOptions:
@@ -238,15 +243,21 @@ class NewAwsAccount(Foundation):
 
     def _gpu_capacity(self, config: StackConfig, cluster_name: str, tags: dict[str, str],
                       on_aws: pulumi.ResourceOptions) -> list[pulumi.Resource]:
-        """The GPU capacity engine: one managed node group per pool, scaled by
-        cluster-autoscaler (when enabled). Returns what GPU daemons wait for."""
-        self.gpu_nodes = GpuNodeGroups(
-            "gpu",
-            GpuNodeGroupsArgs(groups=config.gpu_node_groups, cluster_name=self.cluster.eks.name,
-                              node_role_arn=self.cluster.node_role.arn,
-                              subnet_ids=self.network.private_subnet_ids, instance_tags=tags,
-                              depends_on=[self.cluster.system_nodes]),
-            on_aws)
+        """The GPU capacity engine of `gpuCapacity.engine`. Returns what GPU daemons and the
+        models wait for. cluster-autoscaler (when enabled) also scales the system node group."""
+        self.gpu_nodes: GpuNodeGroups | KarpenterGpuPools
+        if config.gpu_capacity.engine == "karpenter":
+            self.gpu_nodes = self._karpenter(config, cluster_name, tags)
+        else:
+            self.gpu_nodes = GpuNodeGroups(
+                "gpu",
+                GpuNodeGroupsArgs(groups=config.gpu_node_groups,
+                                  cluster_name=self.cluster.eks.name,
+                                  node_role_arn=self.cluster.node_role.arn,
+                                  subnet_ids=self.network.private_subnet_ids, instance_tags=tags,
+                                  node_repair=config.gpu_capacity.node_health.auto_repair,
+                                  depends_on=[self.cluster.system_nodes]),
+                on_aws)
         if config.platform.cluster_autoscaler.enabled:
             ClusterAutoscaler(
                 "cluster-autoscaler",
@@ -257,6 +268,32 @@ class NewAwsAccount(Foundation):
                     config=config.platform.cluster_autoscaler),
                 self.on_cluster)
         return [self.gpu_nodes]
+
+    def _karpenter(self, config: StackConfig, cluster_name: str,
+                   tags: dict[str, str]) -> KarpenterGpuPools:
+        """Karpenter on the system nodes, and each GPU pool as an EC2NodeClass and weighted
+        NodePools. Its metrics are scraped by a ServiceMonitor of components/node_health.py
+        (the monitoring stack comes after the foundation)."""
+        existing_vpc = config.network.existing_vpc
+        karpenter = Karpenter(
+            "karpenter",
+            KarpenterArgs(
+                cluster_name=cluster_name, region=config.region, cluster=self.cluster.eks,
+                private_subnet_ids=self.network.private_subnet_ids,
+                subnet_count=len(existing_vpc.private_subnet_ids) if existing_vpc
+                else config.network.az_count,
+                node_repair=config.gpu_capacity.node_health.auto_repair,
+                high_availability=config.high_availability, instance_tags=tags),
+            self.on_cluster)
+        self.karpenter_release = karpenter.release
+        return KarpenterGpuPools(
+            "gpu",
+            KarpenterGpuPoolsArgs(
+                pools=config.gpu_node_groups, capacity=config.gpu_capacity,
+                cluster_name=cluster_name, node_role_name=karpenter.node_role_name,
+                controller=karpenter.release, crds=karpenter.crds,
+                instance_tags=tags),
+            self.on_cluster)
 
     @property
     def stack_outputs(self) -> dict[str, Any]:
@@ -270,7 +307,9 @@ class NewAwsAccount(Foundation):
             "kubeconfig": cluster.kubeconfig,
             "oidcProviderArn": cluster.oidc_provider_arn,
             "systemNodeGroupName": cluster.system_nodes.name_output,
-            "gpuNodeGroupNames": self.gpu_nodes.node_group_names,
+            **({"gpuNodeGroupNames": self.gpu_nodes.node_group_names}
+               if isinstance(self.gpu_nodes, GpuNodeGroups)
+               else {"gpuNodePools": self.gpu_nodes.node_pool_names}),
             **super().stack_outputs,
         }
 

@@ -35,6 +35,7 @@ class GpuNodeGroupsArgs:
     node_role_arn: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[str]]
     instance_tags: Mapping[str, str] = field(default_factory=dict)
+    node_repair: bool = True
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -63,6 +64,7 @@ class GpuNodeGroups(pulumi.ComponentResource):
                     taints=[GPU_TAINT],
                     autoscaler_resources={"nvidia.com/gpu": str(group.gpus_per_node)},
                     instance_tags=args.instance_tags,
+                    node_repair=args.node_repair,
                     depends_on=args.depends_on,
                 ),
                 pulumi.ResourceOptions(parent=self),

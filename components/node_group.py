@@ -50,6 +50,8 @@ class NodeGroupArgs:
     """Extended resources (e.g. nvidia.com/gpu) cluster-autoscaler must assume when at zero nodes."""
     instance_tags: Mapping[str, str] = field(default_factory=dict)
     """Tags for instances and volumes, which the provider's default tags don't reach."""
+    node_repair: bool = True
+    """EKS node auto repair: replace nodes whose health conditions stay bad."""
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -115,7 +117,7 @@ class NodeGroup(pulumi.ComponentResource):
             scaling_config={"min_size": args.min_size, "max_size": args.max_size,
                             "desired_size": args.desired_size},
             update_config={"max_unavailable": 1},
-            node_repair_config={"enabled": True},
+            node_repair_config={"enabled": args.node_repair},
             launch_template={"id": launch_template.id,
                              "version": launch_template.latest_version.apply(str)},
             # The autoscaler owns the node count once the group exists; `pulumi up` must not

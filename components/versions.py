@@ -22,6 +22,8 @@ EKS_ADDONS: tuple[str, ...] = (
     "eks-pod-identity-agent",
     "coredns",
     "aws-ebs-csi-driver",
+    # GPU node health (gpuCapacity.nodeHealth.monitoringAgent; components/node_health.py).
+    "eks-node-monitoring-agent",
 )
 ADDON_VERSION_PATTERN = r"^v\d+\.\d+\.\d+-eksbuild\.\d+$"
 _ADDONS_ANY_MINOR = {
@@ -29,6 +31,8 @@ _ADDONS_ANY_MINOR = {
     "eks-pod-identity-agent": "v1.3.10-eksbuild.1",
     "coredns": "v1.13.2-eksbuild.4",
     "aws-ebs-csi-driver": "v1.53.0-eksbuild.1",
+    # aws/eks-node-monitoring-agent v1.7.0 (its chart's nodeAgent.image.tag).
+    "eks-node-monitoring-agent": "v1.7.0-eksbuild.1",
 }
 EKS_ADDON_VERSIONS: dict[str, dict[str, str]] = {
     "1.33": {**_ADDONS_ANY_MINOR, "kube-proxy": "v1.33.10-eksbuild.2"},
@@ -73,6 +77,8 @@ GPU_FAMILY_PREFIXES: tuple[str, ...] = ("g", "p", "inf", "trn", "dl")
 # from this mapping and checked by a test.
 ISTIO_REPO = "https://istio-release.storage.googleapis.com/charts"
 KSERVE_OCI = "oci://ghcr.io/kserve/charts"
+KARPENTER_OCI = "oci://public.ecr.aws/karpenter"
+KARPENTER_VERSION = "1.14.1"
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,10 @@ CHARTS: dict[str, Chart] = {
                             "https://kubernetes-sigs.github.io/metrics-server/"),
     "cluster-autoscaler": Chart("cluster-autoscaler", "9.59.0",
                                 "https://kubernetes.github.io/autoscaler"),
+    # The GPU pools' engine (gpuCapacity.engine karpenter). The CRD chart keeps the CRDs current on
+    # upgrade: Helm installs a chart's crds/ once and never upgrades them.
+    "karpenter-crd": Chart(f"{KARPENTER_OCI}/karpenter-crd", KARPENTER_VERSION),
+    "karpenter": Chart(f"{KARPENTER_OCI}/karpenter", KARPENTER_VERSION),
     # The local stack's S3-compatible model store.
     "minio": Chart("minio", "5.4.0", "https://charts.min.io/"),
     # Opt-in backend. 1.17.1 is the last Apache-2.0 release; 1.18.0 and later are under the
@@ -245,4 +255,19 @@ INSTANCE_FACTS: dict[str, InstanceFacts] = {
     **{f"{family}.{size}": InstanceFacts(vcpus, vcpus * per_vcpu, 0, 0, enis, ips)
        for family, per_vcpu in _CPU_MEMORY_PER_VCPU.items()
        for size, (vcpus, enis, ips) in _CPU_SIZES.items()},
+}
+
+
+# ---- Karpenter: the engine behind GPU pools (components/karpenter.py, gpu_capacity.py) -------
+# aws/karpenter-provider-aws v1.14.1 (Apache-2.0); its charts are in CHARTS above.
+# EC2NodeClass AMI aliases, pinned: `@latest` would roll every GPU node whenever AWS publishes an
+# AMI (Karpenter treats a new AMI as drift). Karpenter resolves the alias to the NVIDIA variant for
+# instance types with NVIDIA GPUs (v1.14.1 pkg/providers/amifamily/al2023.go DescribeImageQuery:
+# x86_64 variants standard, nvidia, neuron; bottlerocket.go: the `aws-k8s-<minor>-nvidia` SSM
+# path). AL2023: awslabs/amazon-eks-ami release v20260724 (the one the allocatable figures above
+# come from); Bottlerocket: bottlerocket-os/bottlerocket v1.58.0 (variants aws-k8s-1.33..1.35,
+# NVIDIA driver R580).
+KARPENTER_AMI_ALIASES: dict[str, str] = {
+    "AL2023_x86_64_NVIDIA": "al2023@v20260724",
+    "BOTTLEROCKET_x86_64_NVIDIA": "bottlerocket@v1.58.0",
 }

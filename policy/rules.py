@@ -463,6 +463,10 @@ def admins_own_account(args: Any, report: Report) -> None:
         report(f"the AWS provider must allow exactly the stack's account in prod, allows "
                f"{sorted(pinned) or 'any'}")
     for entry in _of(args.resources, "aws:eks/accessEntry:AccessEntry"):
+        # People's entries. A node entry (EC2_LINUX) names a node role the stack creates in its
+        # own account, whose ARN is unknown until the role exists.
+        if str(entry.props.get("type") or "STANDARD") != "STANDARD":
+            continue
         principal = str(entry.props.get("principalArn") or "")
         if pinned and _account_of(principal) not in pinned:
             report(f"access entry {entry.name}: {principal} is not in the stack's account "
@@ -471,22 +475,31 @@ def admins_own_account(args: Any, report: Report) -> None:
 
 # ---- nodes ----------------------------------------------------------------------------------
 
+def _check_imds(name: str, metadata: Any, report: Report) -> None:
+    """A launch template's or an EC2NodeClass's metadataOptions (the same field names)."""
+    metadata = _map(metadata)
+    if metadata.get("httpTokens") != "required":
+        report(f"{name}: IMDSv2 not required")
+    if _number(metadata.get("httpPutResponseHopLimit")) != 1:
+        report(f"{name}: IMDS hop limit is {metadata.get('httpPutResponseHopLimit')}, not 1")
+
+
+def _check_volumes_encrypted(name: str, mappings: Any, report: Report) -> None:
+    for mapping in _seq(mappings):
+        if str(_path(mapping, "ebs", "encrypted")).lower() != "true":
+            report(f"{name}: volume {_map(mapping).get('deviceName')} is not encrypted")
+
+
 @resource_rule("node-imdsv2", "aws:ec2/launchTemplate:LaunchTemplate")
 def node_imdsv2(args: Any, report: Report) -> None:
     """Nodes require IMDSv2 with a hop limit of 1, so pods can't take the node's role (EKS best practices)."""
-    metadata = _map(args.props.get("metadataOptions"))
-    if metadata.get("httpTokens") != "required":
-        report(f"{args.name}: IMDSv2 not required")
-    if _number(metadata.get("httpPutResponseHopLimit")) != 1:
-        report(f"{args.name}: IMDS hop limit is {metadata.get('httpPutResponseHopLimit')}, not 1")
+    _check_imds(args.name, args.props.get("metadataOptions"), report)
 
 
 @resource_rule("node-volumes-encrypted", "aws:ec2/launchTemplate:LaunchTemplate")
 def node_volumes_encrypted(args: Any, report: Report) -> None:
     """Every node volume is encrypted (CIS AWS 2.2.1)."""
-    for mapping in _seq(args.props.get("blockDeviceMappings")):
-        if str(_path(mapping, "ebs", "encrypted")).lower() != "true":
-            report(f"{args.name}: volume {_map(mapping).get('deviceName')} is not encrypted")
+    _check_volumes_encrypted(args.name, args.props.get("blockDeviceMappings"), report)
 
 
 @resource_rule("gpu-nodes-tainted", "aws:eks/nodeGroup:NodeGroup")
@@ -497,6 +510,54 @@ def gpu_nodes_tainted(args: Any, report: Report) -> None:
     if not any(_map(t).get("key") == GPU_TAINT["key"] and _map(t).get("effect") ==
                GPU_TAINT["effect"] for t in _seq(args.props.get("taints"))):
         report(f"GPU node group {args.name} is not tainted nvidia.com/gpu:NoSchedule")
+
+
+# ---- Karpenter's GPU nodes: the same guarantees as the node groups' launch templates ----------
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+
+
+@resource_rule("karpenter-node-class-imdsv2", NODE_CLASS)
+def karpenter_node_class_imdsv2(args: Any, report: Report) -> None:
+    """Karpenter nodes require IMDSv2 with a hop limit of 1, so pods can't take the node's role."""
+    _check_imds(args.name, _path(args.props, "spec", "metadataOptions"), report)
+
+
+@resource_rule("karpenter-node-class-volumes-encrypted", NODE_CLASS)
+def karpenter_node_class_volumes_encrypted(args: Any, report: Report) -> None:
+    """Karpenter node volumes are declared and every one is encrypted (CIS AWS 2.2.1)."""
+    mappings = _path(args.props, "spec", "blockDeviceMappings")
+    if not _seq(mappings):
+        report(f"{args.name}: no blockDeviceMappings (the AMI's defaults decide encryption)")
+    _check_volumes_encrypted(args.name, mappings, report)
+
+
+def _gpu_node_pool(props: Any) -> bool:
+    template = _path(props, "spec", "template")
+    return (str(_map(_path(template, "metadata", "labels")).get(GPU_PRESENT_LABEL)) == "true"
+            or GPU_RESOURCE in _map(_path(props, "spec", "limits")))
+
+
+@resource_rule("karpenter-gpu-pools-tainted", NODE_POOL)
+def karpenter_gpu_pools_tainted(args: Any, report: Report) -> None:
+    """GPU NodePools taint their nodes nvidia.com/gpu:NoSchedule, so only GPU work uses them."""
+    if not _gpu_node_pool(args.props):
+        return
+    taints = _seq(_path(args.props, "spec", "template", "spec", "taints"))
+    if not any(_map(t).get("key") == GPU_TAINT["key"] and _map(t).get("effect") == "NoSchedule"
+               for t in taints):
+        report(f"GPU NodePool {args.name} is not tainted nvidia.com/gpu:NoSchedule")
+
+
+@resource_rule("karpenter-pools-limited", NODE_POOL)
+def karpenter_pools_limited(args: Any, report: Report) -> None:
+    """Every NodePool has limits, and a GPU NodePool limits nvidia.com/gpu: no unbounded spend."""
+    limits = _map(_path(args.props, "spec", "limits"))
+    if not limits:
+        report(f"NodePool {args.name} has no limits: it may launch without bound")
+    elif _gpu_node_pool(args.props) and _number(limits.get(GPU_RESOURCE)) is None:
+        report(f"GPU NodePool {args.name} sets no nvidia.com/gpu limit")
 
 
 @resource_rule("no-ssh-to-nodes", "aws:eks/nodeGroup:NodeGroup")
@@ -849,5 +910,17 @@ def prod_model_capacity_on_demand(args: Any, report: Report) -> None:
         pool = str(_map(group.props.get("labels")).get(POOL_LABEL))
         if pool in serving_pools and group.props.get("capacityType") == "SPOT":
             report(f"node group {group.name}: pool {pool!r} serves models on SPOT capacity in "
+                   "prod; waive with prodWaivers spotModelCapacity if that is a choice")
+    for node_pool in _of(args.resources, NODE_POOL):
+        template = _path(node_pool.props, "spec", "template")
+        pool = str(_map(_path(template, "metadata", "labels")).get(POOL_LABEL))
+        capacity = [_map(r) for r in _seq(_path(template, "spec", "requirements"))
+                    if _map(r).get("key") == "karpenter.sh/capacity-type"]
+        # No capacity-type requirement: Karpenter may choose spot itself.
+        spot = not capacity or any(r.get("operator") == "In" and "spot" in _seq(r.get("values"))
+                                   or r.get("operator") in ("NotIn", "Exists")
+                                   and "spot" not in _seq(r.get("values")) for r in capacity)
+        if pool in serving_pools and spot:
+            report(f"NodePool {node_pool.name}: pool {pool!r} serves models on spot capacity in "
                    "prod; waive with prodWaivers spotModelCapacity if that is a choice")
 

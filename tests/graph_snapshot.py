@@ -97,7 +97,8 @@ CASES: list[tuple[str, str, Callable[[], dict[str, str]] | None, tuple[str, ...]
     ("dev-bottlerocket", "dev", _with("dev", **{
         "gpuNodeGroups[0]__amiType": "BOTTLEROCKET_x86_64_NVIDIA"}), ()),
     ("dev-no-cluster-autoscaler", "dev", _with("dev", **{
-        "platform__clusterAutoscaler__enabled": False, "gpuNodeGroups[0]__minSize": 1}), ()),
+        "platform__clusterAutoscaler__enabled": False, "gpuNodeGroups[0]__minSize": 1,
+        "gpuCapacity__engine": "nodeGroups"}), ()),
     # Refused before anything is registered: the same message, nothing recorded.
     ("dev-refused", "dev", _with("dev", **{"platform__certManager__enabled": False}), ()),
 ]

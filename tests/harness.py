@@ -275,6 +275,9 @@ class AwsMocks(pulumi.runtime.Mocks):
                 identities=[{"oidcs": [{
                     "issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{oidc_id}"}]}],
                 status="ACTIVE", platformVersion="eks.5",
+                # The security group EKS creates for the cluster (Karpenter's nodes join it).
+                vpcConfig={**inputs.get("vpcConfig", {}),
+                           "clusterSecurityGroupId": f"sg-{_hex(name + '-cluster')}"},
             )
         elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
             host = inputs["url"].removeprefix("https://")

@@ -40,6 +40,11 @@ def is_kserve(obj: dict[str, Any]) -> bool:
     return obj["apiVersion"].startswith("serving.kserve.io/")
 
 
+def is_karpenter(obj: dict[str, Any]) -> bool:
+    """Karpenter's kinds: validated against its own CRDs (tests/components/test_karpenter.py)."""
+    return obj["apiVersion"].startswith(("karpenter.sh/", "karpenter.k8s.aws/"))
+
+
 def is_core(obj: dict[str, Any]) -> bool:
     group = obj["apiVersion"].rsplit("/", 1)[0] if "/" in obj["apiVersion"] else ""
     return group == "" or group.endswith(".k8s.io") or group in {"apps", "batch", "policy",

@@ -42,7 +42,7 @@ FOLDER_VERSION = repository.load(
     __import__("tests.harness", fromlist=["ROOT_DIR"]).ROOT_DIR / "model_repo"
 ).models["cifar10"].content_hash
 PINNED = "0123456789abcdef0123"
-EKS_OUTPUTS = ["clusterEndpoint", "clusterName", "gpuNodeGroupNames", "kubeconfig",
+EKS_OUTPUTS = ["clusterEndpoint", "clusterName", "gpuNodePools", "kubeconfig",
                "modelBucketName", "modelReaderRoleArn", "oidcProviderArn", "privateSubnetIds",
                "publicSubnetIds", "systemNodeGroupName", "vpcId"]
 
@@ -80,7 +80,8 @@ def test_a_new_aws_account_founds_eks_and_its_own_bucket(tmp_path):
     assert set(out["ready"]) == {
         urn_of(graph, "mlserve:iam:IrsaRole", "models-reader"),
         urn_of(graph, "mlserve:model_repository:ModelRepository", "model-repo")}
-    assert out["gpuCapacity"] == [urn_of(graph, "mlserve:gpu_node_groups:GpuNodeGroups", "gpu")]
+    # dev's GPU capacity engine is Karpenter (gpuCapacity.engine): the pools' NodePools.
+    assert out["gpuCapacity"] == [urn_of(graph, "mlserve:gpu_capacity:KarpenterGpuPools", "gpu")]
     assert out["loadBalancerController"] == urn_of(
         graph, "kubernetes:helm.sh/v3:Release", "lb-controller-aws-load-balancer-controller")
     assert out["oidcProviderArn"].startswith(f"arn:aws:iam::{ACCOUNT}:oidc-provider/")
@@ -149,3 +150,11 @@ def test_pinned_versions_are_checked_not_uploaded_on_either_foundation(tmp_path,
     assert pins in out["ready"]
     assert not graph.of_type("mlserve:model_repository:ModelRepository")
     assert not graph.of_type("mlserve:model_upload:ModelUpload")
+
+
+def test_the_node_groups_engine_gives_its_node_groups(tmp_path):
+    graph = run(tmp_path, "dev", set_path(stack_config("dev"), "gpuCapacity.engine",
+                                          "nodeGroups"))
+    out = graph.exports
+    assert out["gpuCapacity"] == [urn_of(graph, "mlserve:gpu_node_groups:GpuNodeGroups", "gpu")]
+    assert "gpuNodeGroupNames" in out["outputs"] and "gpuNodePools" not in out["outputs"]

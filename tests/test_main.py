@@ -12,7 +12,7 @@ from tests.harness import ROOT_DIR, STACKS, evaluate, set_path, stack_config
 
 EXPORTS = {"vpcId", "privateSubnetIds", "publicSubnetIds", "clusterName", "clusterEndpoint",
            "kubeconfig", "oidcProviderArn", "modelBucketName", "modelReaderRoleArn",
-           "systemNodeGroupName", "gpuNodeGroupNames", "prometheusUrl", "grafanaAdminPassword",
+           "systemNodeGroupName", "prometheusUrl", "grafanaAdminPassword",
            "grafanaPortForward", "modelNamespace", "modelVersions", "modelStorageUris", "models"}
 AWS_PROVIDER = "pulumi:providers:aws"
 
@@ -25,14 +25,20 @@ def test_every_stack_file_is_shipped():
 def test_stack_evaluates_with_all_outputs(graph):
     assert graph.error is None
     # Only stacks with an SNS alert topic (prod) export it.
-    assert set(graph.exports) - {"alertTopicArn"} == EXPORTS
+    # The GPU pools: node group names (engine nodeGroups, prod) or NodePool names (karpenter).
+    pools_export = "gpuNodeGroupNames" if graph.stack == "prod" else "gpuNodePools"
+    assert set(graph.exports) - {"alertTopicArn"} == EXPORTS | {pools_export}
     assert ("alertTopicArn" in graph.exports) is (graph.stack == "prod")
     assert graph.exports["clusterName"] == f"mlserve-{graph.stack}"
     assert graph.exports["vpcId"].startswith("vpc-")
     assert len(graph.exports["privateSubnetIds"]) >= 2
     assert graph.exports["modelReaderRoleArn"].startswith("arn:aws:iam::")
-    pools = json.loads(json.dumps(graph.exports["gpuNodeGroupNames"]))
-    assert pools and all(name.startswith("gpu-") for name in pools.values())
+    pools = json.loads(json.dumps(graph.exports[pools_export]))
+    if pools_export == "gpuNodeGroupNames":
+        assert pools and all(name.startswith("gpu-") for name in pools.values())
+    else:
+        assert pools and all(names and all(n.startswith(f"{pool}-") for n in names)
+                             for pool, names in pools.items())
 
 
 def test_every_aws_resource_and_lookup_uses_the_stack_provider(graph):
@@ -67,13 +73,16 @@ def test_every_component_registers_its_outputs(graph):
     components = [r for r in graph.resources if not r.custom]
     assert {c.type for c in components} >= {
         "mlserve:network:Network", "mlserve:cluster:Cluster", "mlserve:node_group:NodeGroup",
-        "mlserve:gpu_node_groups:GpuNodeGroups", "mlserve:model_store:ModelStore",
+        "mlserve:model_store:ModelStore",
         "mlserve:iam:IrsaRole", "mlserve:storage:Storage", "mlserve:cert_manager:CertManager",
         "mlserve:load_balancer_controller:LoadBalancerController", "mlserve:mesh:Mesh",
         "mlserve:serving_platform:ServingPlatform", "mlserve:monitoring:Monitoring",
         "mlserve:autoscaling:Autoscaling", "mlserve:cluster_autoscaler:ClusterAutoscaler",
         "mlserve:gpu_stack:GpuStack", "mlserve:model_repository:ModelRepository",
         "mlserve:model_serving:ModelServing", "mlserve:inference_service:InferenceService"}
+    assert {c.type for c in components} >= (
+        {"mlserve:gpu_node_groups:GpuNodeGroups"} if graph.stack == "prod" else
+        {"mlserve:karpenter:Karpenter", "mlserve:gpu_capacity:KarpenterGpuPools"})
     for component in components:
         assert component.urn in graph.registered_outputs, f"{component.type} {component.name}"
         assert graph.registered_outputs[component.urn], f"{component.name} registered no outputs"
@@ -109,7 +118,6 @@ def test_evaluation_is_deterministic():
 FOUNDATION_PARTS = {
     "eks": {("aws", AWS_PROVIDER), ("network", "mlserve:network:Network"),
             ("cluster", "mlserve:cluster:Cluster"),
-            ("gpu", "mlserve:gpu_node_groups:GpuNodeGroups"),
             ("cluster-autoscaler", "mlserve:cluster_autoscaler:ClusterAutoscaler"),
             ("lb-controller", "mlserve:load_balancer_controller:LoadBalancerController"),
             ("storage", "mlserve:storage:Storage"), ("models", "mlserve:model_store:ModelStore"),
@@ -124,7 +132,15 @@ PLATFORM_PARTS = {("cert-manager", "mlserve:cert_manager:CertManager"),
                   ("serving", "mlserve:serving_platform:ServingPlatform"),
                   ("model-serving", "mlserve:model_serving:ModelServing")}
 GPU_DAEMONS = ("gpu-stack", "mlserve:gpu_stack:GpuStack")
+# The GPU capacity engine (gpuCapacity.engine) of each shipped stack on EKS, and GPU node health.
+GPU_ENGINES = {
+    "karpenter": {("karpenter", "mlserve:karpenter:Karpenter"),
+                  ("gpu", "mlserve:gpu_capacity:KarpenterGpuPools")},
+    "nodeGroups": {("gpu", "mlserve:gpu_node_groups:GpuNodeGroups")},
+}
+NODE_HEALTH = ("node-health", "mlserve:node_health:NodeHealth")
 SHIPPED = {"dev": "eks", "staging": "eks", "prod": "eks", "local": "existing"}
+ENGINES = {"dev": "karpenter", "staging": "karpenter", "prod": "nodeGroups"}
 
 
 def top_level_parts(graph):
@@ -138,7 +154,8 @@ def test_each_stack_file_wires_its_foundation_and_the_platform(stack, mode):
     assert graph.error is None, graph.error
     # GPU daemons only where the stack owns GPU nodes (local turns both daemons off).
     daemons = {GPU_DAEMONS} if mode == "eks" else set()
-    assert top_level_parts(graph) == FOUNDATION_PARTS[mode] | PLATFORM_PARTS | daemons
+    gpu = (GPU_ENGINES[ENGINES[stack]] | {NODE_HEALTH}) if mode == "eks" else set()
+    assert top_level_parts(graph) == FOUNDATION_PARTS[mode] | PLATFORM_PARTS | daemons | gpu
 
 
 def test_the_seldon_backend_adds_its_runtime_and_nothing_else(dev):

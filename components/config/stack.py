@@ -13,6 +13,7 @@ from pydantic import (
 
 from components.config.bucket import ModelBucketConfig, ModelRepositoryConfig
 from components.config.cluster import ClusterConfig
+from components.config.gpu_capacity import GpuCapacityConfig
 from components.config.network import NetworkConfig
 from components.config.nodes import GpuNodeGroupConfig, SystemNodeGroupConfig
 from components.config.platform import PlatformConfig
@@ -70,6 +71,8 @@ class StackConfig(ConfigModel):
     )
     platform: PlatformConfig = Field(default_factory=PlatformConfig,
                                      description="Kubernetes platform parts.")
+    gpu_capacity: GpuCapacityConfig = Field(default_factory=GpuCapacityConfig,
+                                            description="The engine behind the GPU pools.")
     grafana_admin_password: SecretStr | None = Field(
         None, description="Grafana admin password; set with `--secret`. Default: generated.",
     )

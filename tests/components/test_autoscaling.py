@@ -44,6 +44,7 @@ def test_dcgm_exporter_scraped_by_prometheus(graph):
 
 
 def test_gpu_daemons_go_before_gpu_nodes_on_destroy(graph):
-    gpu_groups = graph.one("mlserve:gpu_node_groups:GpuNodeGroups")
+    (gpu_groups,) = [*graph.of_type("mlserve:gpu_node_groups:GpuNodeGroups"),
+                     *graph.of_type("mlserve:gpu_capacity:KarpenterGpuPools")]
     for name in ("nvidia-device-plugin", "dcgm-exporter"):
         assert graph.waits_for(releases(graph)[name], gpu_groups)

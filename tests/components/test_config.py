@@ -236,7 +236,7 @@ RULES = [
     ("dev", {"platform.nvidiaDevicePlugin.enabled": False},
      "mlserve:gpuNodeGroups[0].amiType: AL2023_x86_64_NVIDIA needs "
      "platform.nvidiaDevicePlugin.enabled"),
-    ("dev", {"platform.clusterAutoscaler.enabled": False},
+    ("dev", {"platform.clusterAutoscaler.enabled": False, "gpuCapacity.engine": "nodeGroups"},
      "mlserve:gpuNodeGroups[0].minSize: 0 (with no desiredSize) needs "
      "platform.clusterAutoscaler.enabled"),
     ("dev", {"modelServing.namespace": "kube-system"},
@@ -446,6 +446,7 @@ def test_bottlerocket_pools_need_no_device_plugin():
 def test_schedulability_problems_are_reported_with_every_other():
     error = rejected("dev", {"network.azCount": 1, "modelServing.models.cifar10.cpu": "16",
                              "platform.clusterAutoscaler.enabled": False,
+                             "gpuCapacity.engine": "nodeGroups",
                              "modelServing.namespace": "kube-system"})
     paths = [p.split(": ", 1)[0] for p in error.problems]
     assert sorted(paths) == sorted([

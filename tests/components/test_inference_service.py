@@ -44,12 +44,19 @@ def of_kind(graph, kind):
     return [r for r in graph.resources if r.custom and r.type.endswith(f":{kind}")]
 
 
+def model_rules(graph):
+    """The models' PrometheusRules (not the platform's GPU node-health rule)."""
+    return [r for r in of_kind(graph, "PrometheusRule") if r.name != "node-health-alerts"]
+
+
 def test_one_stable_inference_service_per_model(graph):
     assert [r.inputs["metadata"]["name"] for r in graph.of_type(ISVC)] == ["cifar10-stable"]
     meta = isvc(graph)["metadata"]
     assert meta["namespace"] == "models"
     assert meta["annotations"] == {"serving.kserve.io/deploymentMode": "Standard",
-                                   "serving.kserve.io/autoscalerClass": "keda"}
+                                   "serving.kserve.io/autoscalerClass": "keda",
+                                   # while the model loads (tests/components/test_karpenter.py)
+                                   "karpenter.sh/do-not-disrupt": "30m"}
     labels = meta["labels"]
     assert {k: labels[k] for k in (naming.MODEL_LABEL, naming.TRACK_LABEL,
                                    naming.VERSION_LABEL)} == {
@@ -285,7 +292,7 @@ def test_pod_monitor_scrapes_triton_metrics(graph):
 
 def test_alerts_for_errors_latency_and_gpu_starvation(graph):
     config = served_config(graph)
-    (rule,) = of_kind(graph, "PrometheusRule")
+    (rule,) = model_rules(graph)
     alerts = {r["alert"]: r for r in rule.inputs["spec"]["groups"][0]["rules"]}
     assert set(alerts) == {"ModelErrorRateHigh", "ModelLatencyP95AboveSLO",
                            "ModelPodsPendingForGPU"}
@@ -377,7 +384,7 @@ def test_every_promql_metric_exists_on_a_live_triton(graph, local_triton):
     exported = _scrape(local_triton)
     queries = [m["external"]["metric"]["query"]
                for m in isvc(graph)["spec"]["predictor"]["autoScaling"]["metrics"]]
-    (rule,) = of_kind(graph, "PrometheusRule")
+    (rule,) = model_rules(graph)
     queries += [r["expr"] for r in rule.inputs["spec"]["groups"][0]["rules"]]
     maps = [r for r in graph.of_type("kubernetes:core/v1:ConfigMap")
             if r.inputs["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]

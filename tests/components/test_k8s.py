@@ -12,11 +12,18 @@ from components.k8s import GPU_TOLERATION, SYSTEM_NODE_SELECTOR
 from components.versions import CHARTS
 from tests.harness import STACKS, evaluate, set_path, stack_config
 from tests.kserve_schema import validate_inference_service
-from tests.kube_schemas import is_core, is_kserve, manifests, validate_core, validate_custom
+from tests.kube_schemas import (
+    is_core,
+    is_karpenter,
+    is_kserve,
+    manifests,
+    validate_core,
+    validate_custom,
+)
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 # Releases that run no pods of their own (CRDs, runtime definitions).
-NO_PODS = {"kserve-crd", "istio-base", "kserve-runtime-configs"}
+NO_PODS = {"kserve-crd", "istio-base", "kserve-runtime-configs", "karpenter-crd"}
 # The only releases meant for GPU nodes.
 GPU_DAEMONS = {"nvidia-device-plugin", "dcgm-exporter"}
 # Release name -> the chart it must install.
@@ -30,6 +37,13 @@ EXPECTED_CHARTS = {
     "dcgm-exporter": "dcgm-exporter", "metrics-server": "metrics-server",
     "cluster-autoscaler": "cluster-autoscaler",
 }
+# Only where GPU pools run on Karpenter (gpuCapacity.engine karpenter).
+KARPENTER_CHARTS = {"karpenter-crd": "karpenter-crd", "karpenter": "karpenter"}
+
+
+def expected_charts(graph):
+    on_karpenter = bool(graph.of_type("mlserve:karpenter:Karpenter"))
+    return {**EXPECTED_CHARTS, **(KARPENTER_CHARTS if on_karpenter else {})}
 
 
 def releases(graph):
@@ -61,12 +75,13 @@ def requirement_blocks(resources: Any) -> list[dict[str, Any]]:
 
 
 def test_full_platform_by_default(graph):
-    assert set(releases(graph)) == set(EXPECTED_CHARTS)
+    assert set(releases(graph)) == set(expected_charts(graph))
+    assert bool(graph.of_type("mlserve:karpenter:Karpenter")) is (graph.stack != "prod")
 
 
 def test_every_release_is_pinned_named_and_namespaced(graph):
     for name, release in releases(graph).items():
-        chart = CHARTS[EXPECTED_CHARTS[name]]
+        chart = CHARTS[expected_charts(graph)[name]]
         assert release.inputs["chart"] == chart.chart
         assert release.inputs["version"] == chart.version
         assert release.inputs.get("repositoryOpts", {}).get("repo") == chart.repository
@@ -154,7 +169,8 @@ def test_core_objects_validate_against_kubernetes_schemas(stack, request):
 @pytest.mark.parametrize("stack", STACKS)
 def test_custom_resources_validate_against_published_schemas(stack, request):
     graph = request.getfixturevalue(stack)
-    custom = [o for o in manifests(graph) if not is_core(o) and not is_kserve(o)]
+    custom = [o for o in manifests(graph) if not is_core(o) and not is_kserve(o)
+              and not is_karpenter(o)]
     assert {o["kind"] for o in custom} >= {"PeerAuthentication", "PodMonitor", "PrometheusRule"}
     errors = validate_custom(custom)
     assert errors == [None] * len(custom), list(zip([o["kind"] for o in custom], errors, strict=True))
@@ -191,6 +207,7 @@ def test_schema_validation_catches_bad_objects():
 
 def test_parts_can_be_switched_off():
     config = set_path(stack_config("dev"), "modelServing.backend", "none")
+    config = set_path(config, "gpuCapacity.engine", "nodeGroups")
     for part in ("kserve", "keda", "metricsServer", "clusterAutoscaler", "dcgmExporter",
                  "nvidiaDevicePlugin"):
         config = set_path(config, f"platform.{part}.enabled", False)

@@ -102,6 +102,8 @@ def alert_label_sets(graph) -> list[dict[str, str]]:
     expressions aggregate with sum/max, so no series label survives)."""
     found = []
     for rule in graph.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule"):
+        if rule.name == "node-health-alerts":  # not a model's (components/node_health.py)
+            continue
         for group in rule.inputs["spec"]["groups"]:
             for alert in group["rules"]:
                 found.append({"alertname": alert["alert"], **alert["labels"]})
@@ -118,6 +120,12 @@ OTHER_ALERTS = [
     ({"alertname": "KubePodCrashLooping", "severity": "warning", "namespace": "istio-system"},
      "mlserve"),
     ({"alertname": "ModelErrorRateHigh", "severity": "info", "model": "cifar10"}, "null"),
+    # GPU node health (components/node_health.py) pages like the rest.
+    ({"alertname": "GpuXidErrorFatal", "severity": "critical", "component": "gpu-node",
+      "Hostname": "ip-10-0-1-1"}, "mlserve"),
+    ({"alertname": "GpuNodeNotReady", "severity": "critical", "component": "gpu-node",
+      "node": "ip-10-0-1-1"}, "mlserve"),
+    ({"alertname": "GpuXidError", "severity": "warning", "component": "gpu-node"}, "mlserve"),
 ]
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from components.versions import GPU_INSTANCE_TYPES
-from tests.harness import stack_config
+from tests.harness import evaluate, set_path, stack_config
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -16,8 +16,30 @@ ASG_TAG = "aws:autoscaling/tag:Tag"
 TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
 
 
+def engine(stack):
+    capacity = json.loads(stack_config(stack).get("mlserve:gpuCapacity", "{}"))
+    return capacity.get("engine", "karpenter")
+
+
 def gpu_groups(graph):
+    """The stack's GPU pools that are managed node groups (gpuCapacity.engine nodeGroups; with
+    Karpenter they are NodePools, tests/components/test_karpenter.py)."""
+    if engine(graph.stack) != "nodeGroups":
+        return []
     return json.loads(stack_config(graph.stack)["mlserve:gpuNodeGroups"])
+
+
+@pytest.fixture(scope="module")
+def dev_on_node_groups():
+    graph = evaluate("dev", config=set_path(stack_config("dev"), "gpuCapacity.engine",
+                                            "nodeGroups"))
+    assert graph.error is None, graph.error
+    return graph
+
+
+def test_node_groups_are_the_gpu_pools_of_node_group_stacks_only(graph):
+    gpu = [g for g in graph.of_type(NODE_GROUP) if g.name.startswith("gpu-")]
+    assert len(gpu) == len(gpu_groups(graph))
 
 
 def launch_template_of(graph, node_group):
@@ -50,6 +72,15 @@ def test_node_groups_use_their_launch_template_and_no_ssh(graph):
         assert template.type == LAUNCH_TEMPLATE
         assert "remoteAccess" not in group.inputs
         assert group.inputs["nodeRepairConfig"] == {"enabled": True}
+
+
+def test_node_repair_follows_node_health_config():
+    config = set_path(stack_config("prod"), "gpuCapacity.nodeHealth.autoRepair", False)
+    graph = evaluate("prod", config=config)
+    assert graph.error is None, graph.error
+    repair = {g.name: g.inputs["nodeRepairConfig"] for g in graph.of_type(NODE_GROUP)}
+    assert repair.pop("cluster-system-ng") == {"enabled": True}
+    assert repair and all(r == {"enabled": False} for r in repair.values())
 
 
 def test_instance_tags_carry_the_stack_tags(graph):
@@ -88,8 +119,8 @@ def test_gpu_groups_match_config(graph):
         assert volume["ebs"]["volumeSize"] == group.get("diskSizeGib", 200)
 
 
-def test_dev_gpus_are_spot_and_scale_to_zero(dev):
-    group = dev.one(NODE_GROUP, "gpu-t4-spot-ng")
+def test_dev_gpus_are_spot_and_scale_to_zero(dev_on_node_groups):
+    group = dev_on_node_groups.one(NODE_GROUP, "gpu-t4-spot-ng")
     assert group.inputs["capacityType"] == "SPOT"
     assert group.inputs["scalingConfig"]["minSize"] == 0
 
@@ -138,9 +169,10 @@ def test_bottlerocket_images_go_to_the_data_volume(prod):
             .inputs["blockDeviceMappings"]] == ["/dev/xvda"]
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev_on_node_groups", "prod"])
 def test_gpu_groups_join_after_the_system_nodes(stack, request):
     graph = request.getfixturevalue(stack)
+    assert [g for g in graph.of_type(NODE_GROUP) if g.name.startswith("gpu-")]
     system = graph.one(NODE_GROUP, "cluster-system-ng")
     for group in graph.of_type(NODE_GROUP):
         if group.name.startswith("gpu-"):

@@ -23,7 +23,7 @@ from tests.components.test_k8s import releases
 from tests.crd_schema import UPSTREAM, crd_errors
 from tests.harness import evaluate, set_path, stack_config
 from tests.istio_route import route as istio_route
-from tests.kube_schemas import is_core, manifests, validate_core, validate_custom
+from tests.kube_schemas import is_core, is_karpenter, manifests, validate_core, validate_custom
 
 SDEP = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -381,7 +381,8 @@ def test_config_refuses_a_name_the_operator_would_break():
 
 def test_pod_pattern_everywhere_is_the_operators(every_stack):
     pattern = f"{naming.seldon_pod_prefix('cifar10')}.*"
-    (rule,) = [r for r in every_stack.resources if r.type.endswith(":PrometheusRule")]
+    (rule,) = [r for r in every_stack.resources if r.type.endswith(":PrometheusRule")
+               and r.name != "node-health-alerts"]
     for alert in rule.inputs["spec"]["groups"][0]["rules"]:
         assert f'pod=~"{pattern}"' in alert["expr"], alert["alert"]
     (dashboard,) = [r for r in every_stack.resources if r.type == "kubernetes:core/v1:ConfigMap"
@@ -514,7 +515,8 @@ def test_objects_validate_against_schemas(every_stack):
     objects = manifests(every_stack)
     core = [o for o in objects if is_core(o)]
     assert [validate_core(o, "1.35") for o in core] == [None] * len(core)
-    custom = [o for o in objects if not is_core(o) and o["kind"] != "SeldonDeployment"]
+    custom = [o for o in objects if not is_core(o) and o["kind"] != "SeldonDeployment"
+              and not is_karpenter(o)]
     assert {"Gateway", "VirtualService", "PodMonitor", "PrometheusRule",
             "PeerAuthentication"} <= {o["kind"] for o in custom}
     assert validate_custom(custom) == [None] * len(custom)

@@ -87,6 +87,12 @@ def gpu_resource() -> None:
     assert limits and all(rules.GPU_RESOURCE in limit for limit in limits), limits
 
 
+def gpu_present_label() -> None:
+    from components.gpu_node_groups import GPU_PRESENT_LABEL
+
+    assert rules.GPU_PRESENT_LABEL == GPU_PRESENT_LABEL
+
+
 def pool_label() -> None:
     from components.k8s import POOL_LABEL
 
@@ -159,8 +165,10 @@ CHECKS: dict[str, Callable[[], None]] = {
     "ENVIRONMENT_TAG": environment_tag,
     "ISVC_POD_LABEL": pod_labels,
     "SELDON_POD_LABEL": pod_labels,
+    "GPU_PRESENT_LABEL": gpu_present_label,
     **{name: type_token(name) for name in
-       ("BUCKET", "EKS", "AWS_PROVIDER", "ISVC", "SELDON", "HELM_RELEASE")},
+       ("BUCKET", "EKS", "AWS_PROVIDER", "ISVC", "SELDON", "HELM_RELEASE", "NODE_POOL",
+        "NODE_CLASS")},
     "HA_VALUES": ha_values,
 }
 

@@ -303,6 +303,41 @@ def spot_pool(capacity: str, provider_: View = PROD_PROVIDER) -> list[View]:
     return [provider_, group, isvc(), PDB]
 
 
+NODE_CLASS_GOOD = {"metadataOptions": {"httpEndpoint": "enabled", "httpTokens": "required",
+                                       "httpPutResponseHopLimit": 1},
+                   "blockDeviceMappings": [{"deviceName": "/dev/xvda",
+                                            "ebs": {"encrypted": True, "volumeType": "gp3"}}]}
+
+
+def node_class(**spec: Any) -> View:
+    return View("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass",
+                {"metadata": {"name": "a10g"}, "spec": {**NODE_CLASS_GOOD, **spec}},
+                name="a10g")
+
+
+def node_pool(gpu: bool = True, **spec: Any) -> View:
+    taints = spec.pop("taints", [{"key": "nvidia.com/gpu", "value": "true",
+                                  "effect": "NoSchedule"}])
+    labels = {"nvidia.com/gpu.present": "true"} if gpu else {"mlserve.io/pool": "cpu"}
+    body = {"limits": {"nvidia.com/gpu": "4"} if gpu else {"cpu": "64"},
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"taints": taints, "requirements": []}}, **spec}
+    if not gpu and "limits" not in spec:
+        body["limits"] = {"cpu": "64"}
+    return View("kubernetes:karpenter.sh/v1:NodePool",
+                {"metadata": {"name": "a10g-spot"}, "spec": body}, name="a10g-spot")
+
+
+def karpenter_pool(capacity_types: list[str] | None, provider_: View = PROD_PROVIDER) -> list[View]:
+    requirements = [] if capacity_types is None else [
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": capacity_types}]
+    pool = View("kubernetes:karpenter.sh/v1:NodePool", {"metadata": {"name": "a10g"}, "spec": {
+        "limits": {"nvidia.com/gpu": "4"},
+        "template": {"metadata": {"labels": {"mlserve.io/pool": "a10g"}},
+                     "spec": {"requirements": requirements}}}}, name="a10g")
+    return [provider_, pool, isvc(), PDB]
+
+
 FIXTURES: dict[str, tuple[list[View], list[View]]] = {
     # rule: (violating resources, compliant resources)
     "s3-bucket-encrypted": (bucket_stack(encryption=None), bucket_stack()),
@@ -349,6 +384,18 @@ FIXTURES: dict[str, tuple[list[View], list[View]]] = {
                                           "effect": "NO_SCHEDULE"}]})]),
     "no-ssh-to-nodes": ([View("aws:eks/nodeGroup:NodeGroup", {"remoteAccess": {"ec2SshKey": "k"}})],
                         [View("aws:eks/nodeGroup:NodeGroup", {})]),
+    "karpenter-node-class-imdsv2": (
+        [node_class(metadataOptions={"httpTokens": "optional", "httpPutResponseHopLimit": 2})],
+        [node_class()]),
+    "karpenter-node-class-volumes-encrypted": (
+        [node_class(blockDeviceMappings=[{"deviceName": "/dev/xvda",
+                                          "ebs": {"encrypted": False}}]),
+         node_class(blockDeviceMappings=[])],
+        [node_class()]),
+    "karpenter-gpu-pools-tainted": ([node_pool(taints=[])],
+                                    [node_pool(), node_pool(gpu=False, taints=[])]),
+    "karpenter-pools-limited": ([node_pool(limits={}), node_pool(limits={"cpu": "64"})],
+                                [node_pool(), node_pool(gpu=False, limits={"cpu": "64"})]),
     "iam-no-admin-wildcards": ([View("aws:iam/rolePolicy:RolePolicy", {"policy": json.dumps(
         {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})})],
         [View("aws:iam/rolePolicy:RolePolicy", {"policy": json.dumps(
@@ -475,6 +522,14 @@ CASES: list[tuple[str, str, list[View], bool]] = [
     ("SPOT pool that serves no model", "prod-model-capacity-on-demand",
      [PROD_PROVIDER, View("aws:eks/nodeGroup:NodeGroup", {
          "capacityType": "SPOT", "labels": {"mlserve.io/pool": "batch"}})], False),
+    ("Karpenter: spot NodePool of a model pool", "prod-model-capacity-on-demand",
+     karpenter_pool(["spot"]), True),
+    ("Karpenter: no capacity-type requirement (Karpenter may pick spot)",
+     "prod-model-capacity-on-demand", karpenter_pool(None), True),
+    ("Karpenter: on-demand NodePool", "prod-model-capacity-on-demand",
+     karpenter_pool(["on-demand"]), False),
+    ("Karpenter: spot waived", "prod-model-capacity-on-demand",
+     karpenter_pool(["spot"], provider("prod", "spotModelCapacity")), False),
 ]
 
 

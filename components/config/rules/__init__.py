@@ -13,7 +13,15 @@ model), `capacity` (pods fit nodes, pools hold rollouts), `prod` (the prod basel
 from __future__ import annotations
 
 from components.config.errors import Problem
-from components.config.rules import accounts, capacity, models, platform, prod, storage
+from components.config.rules import (
+    accounts,
+    capacity,
+    gpu_capacity,
+    models,
+    platform,
+    prod,
+    storage,
+)
 from components.config.rules.scope import (
     InvalidSection,
     Rule,
@@ -65,6 +73,9 @@ RULES: tuple[Rule, ...] = (
     accounts.principals_in_the_stacks_account,
     accounts.prod_account_pinned,
     accounts.availability_zones_in_the_region,
+    gpu_capacity.karpenter_pools_are_gpu_pools,
+    gpu_capacity.karpenter_pools_start_empty,
+    prod.prod_karpenter_capacity_on_demand,
 )
 
 

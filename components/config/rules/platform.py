@@ -80,7 +80,8 @@ def empty_pools_need_an_autoscaler(config: StackConfig) -> Iterator[Problem]:
     """Without cluster-autoscaler a pool keeps its desiredSize: at 0 it never gets a node.
     (Checked while models are served, like the device plugin.)"""
     if (config.cluster.mode != "eks" or config.platform.cluster_autoscaler.enabled
-            or config.model_serving.backend == "none"):
+            or config.model_serving.backend == "none"
+            or config.gpu_capacity.engine == "karpenter"):  # Karpenter launches them
         return
     for index, pool in enumerate(config.gpu_node_groups):
         if not (pool.desired_size if pool.desired_size is not None else pool.min_size):

@@ -115,3 +115,17 @@ def prod_alerts_reach_someone(config: StackConfig) -> Iterator[Problem]:
     elif not monitoring.alerts.configured:
         yield (("platform", "monitoring", "alerts"), "must name a receiver in prod (snsTopic "
                "and/or webhook): Alertmanager's default receiver notifies nobody")
+
+
+def prod_karpenter_capacity_on_demand(config: StackConfig) -> Iterator[Problem]:
+    """Karpenter's twin of prod_model_capacity_on_demand: no spot NodePool for a model pool."""
+    if (not prod_on_eks(config) or config.gpu_capacity.engine != "karpenter"
+            or waived(config, "spotModelCapacity")):
+        return
+    serving = model_pools(config)
+    for pool in config.gpu_node_groups:
+        if pool.name in serving and "spot" in (config.gpu_capacity.karpenter.pool(pool.name)
+                                               .capacity_types or []):
+            yield (("gpuCapacity", "karpenter", "pools", pool.name, "capacityTypes"),
+                   f"pool {pool.name!r} serves models: spot is not allowed in prod (or waive "
+                   "it: prodWaivers: [spotModelCapacity])")
