@@ -353,9 +353,12 @@ def test_models_wait_for_runtime_identity_files_and_keda(graph):
     releases = {r.inputs["name"]: r for r in graph.of_type("kubernetes:helm.sh/v3:Release")}
     assert graph.waits_for(service, releases["kserve-runtime-configs"])
     assert graph.waits_for(service, releases["keda"])
-    assert graph.waits_for(service, graph.one("mlserve:iam:IrsaRole" if False else
-                                              "aws:iam/rolePolicy:RolePolicy",
-                                              "models-reader-policy"))
+    # The whole reader role: the role and the inline policy that lets it read the bucket, so the
+    # storage initializer never starts with an identity that cannot fetch the model yet.
+    reader = graph.one("mlserve:iam:IrsaRole", "models-reader")
+    assert {r.type for r in graph.descendants(reader) if r.custom} == {
+        "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy"}
+    assert graph.waits_for(service, reader)
     for obj in graph.of_type("aws:s3/bucketObjectv2:BucketObjectv2"):
         assert graph.waits_for(service, obj)
 
