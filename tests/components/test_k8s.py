@@ -113,10 +113,13 @@ def test_everything_kubernetes_waits_for_access_and_system_nodes(graph):
 def test_controllers_run_on_system_nodes_only(graph):
     groups = {g.name: g.inputs["labels"] for g in graph.of_type("aws:eks/nodeGroup:NodeGroup")}
     system_labels = groups.pop("cluster-system-ng")
+    # GPU capacity is node groups or Karpenter NodePools (the labels their nodes get).
+    groups |= {p.name: p.inputs["spec"]["template"]["metadata"]["labels"]
+               for p in graph.of_type("kubernetes:karpenter.sh/v1:NodePool")}
     # The selector picks the system nodes and nothing else: an empty selector, or one a GPU pool
     # also carries, would let controllers take GPU nodes (and keep them from scaling to zero).
     assert SYSTEM_NODE_SELECTOR and SYSTEM_NODE_SELECTOR.items() <= system_labels.items()
-    assert groups, "the stack has GPU node groups to keep controllers off"
+    assert groups, "the stack has GPU pools to keep controllers off"
     for group, labels in groups.items():
         assert not SYSTEM_NODE_SELECTOR.items() <= labels.items(), f"{group} is selected too"
     for name, release in releases(graph).items():
