@@ -123,8 +123,10 @@ def test_addons_pinned_per_kubernetes_minor(graph):
     """Pinned, never "AWS's default today": the nightly drift check stays clean."""
     addons = {a.inputs["addonName"]: a for a in graph.of_type(ADDON)}
     assert set(addons) == set(EKS_ADDONS)
+    # The pins of the cluster's own minor (kube-proxy must match it), whatever the stack runs.
+    minor = graph.one(EKS).inputs["version"]
     for name, addon in addons.items():
-        assert addon.inputs["addonVersion"] == EKS_ADDON_VERSIONS["1.35"][name]
+        assert addon.inputs["addonVersion"] == EKS_ADDON_VERSIONS[minor][name]
     assert not [i for i in graph.invokes if i.token == "aws:eks/getAddonVersion:getAddonVersion"]
 
 
@@ -228,4 +230,4 @@ def test_prod_cluster_has_deletion_protection(prod, dev):
 
 def test_standard_support_only(graph):
     assert graph.one(EKS).inputs["upgradePolicy"] == {"supportType": "STANDARD"}
-    assert graph.one(EKS).inputs["version"] == "1.35"
+    assert graph.one(EKS).inputs["version"] in SUPPORTED_KUBERNETES_VERSIONS
