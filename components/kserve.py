@@ -162,9 +162,21 @@ def inference_service(plan: ModelPlan, bucket: str, track: str = STABLE) -> dict
     }
 
 
+def client_paths(model: str) -> list[dict[str, dict[str, str]]]:
+    """What a client may ask of the model's Triton through the gateway: health, this model's
+    metadata and readiness, and inference (V2 HTTP). Triton's repository API (load/unload a
+    model), logging and trace settings and shared-memory registration answer on the same port;
+    the gateway returns 404 for them (Istio answers a request no route matches with 404), as
+    the Seldon route does."""
+    return [{"uri": {"prefix": f"/v2/models/{model}/"}},
+            {"uri": {"exact": f"/v2/models/{model}"}},
+            {"uri": {"exact": "/v2/health/live"}},
+            {"uri": {"exact": "/v2/health/ready"}}]
+
+
 def virtual_service(plan: ModelPlan, gateway: str) -> dict[str, Any]:
-    """The model's route at the ingress gateway: every track's Service by its share of the
-    requests (the stable one alone, or split with the canary)."""
+    """The model's route at the ingress gateway: its client paths to every track's Service by
+    its share of the requests (the stable one alone, or split with the canary)."""
     routes = [{"destination": {
         "host": f"{KSERVE.service(plan, t.name)}.{plan.namespace}.svc.cluster.local",
         "port": {"number": 80}}, "weight": t.percent} for t in plan.tracks]
@@ -172,7 +184,8 @@ def virtual_service(plan: ModelPlan, gateway: str) -> dict[str, Any]:
         "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": plan.name, "namespace": plan.namespace},
         "spec": {"hosts": [plan.ingress_host], "gateways": [gateway],
-                 "http": [{"route": routes}]},
+                 "http": [{"name": "model", "match": client_paths(plan.name),
+                           "route": routes}]},
     }
 
 

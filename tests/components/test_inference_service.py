@@ -11,12 +11,13 @@ import urllib.request
 import pytest
 
 from components import naming
-from components.kserve import KSERVE
+from components.kserve import KSERVE, client_paths
 from components.monitoring import PROMETHEUS_URL
 from components.promql import alert_expressions, dashboard_queries
 from components.versions import TRITON_IMAGE_TAG
 from modelrepo.repository import load
 from modelrepo.triton import METRICS_ARGS
+from tests import istio_route
 from tests.harness import ROOT_DIR, evaluate, set_path, stack_config
 from tests.kserve_schema import validate_inference_service
 
@@ -179,9 +180,10 @@ def test_route_at_the_gateway(graph):
     spec = route.inputs["spec"]
     assert spec["hosts"] == ["cifar10-models.example.com"]
     assert spec["gateways"] == ["models/models-gateway"]
-    assert spec["http"] == [{"route": [{"destination": {
-        "host": "cifar10-stable-predictor.models.svc.cluster.local",
-        "port": {"number": 80}}, "weight": 100}]}]
+    assert spec["http"] == [{"name": "model", "match": client_paths("cifar10"),
+                             "route": [{"destination": {
+                                 "host": "cifar10-stable-predictor.models.svc.cluster.local",
+                                 "port": {"number": 80}}, "weight": 100}]}]
     (gateway,) = [g for g in of_kind(graph, "Gateway")
                   if g.inputs["metadata"]["name"] == "models-gateway"]
     assert gateway.inputs["spec"]["servers"][0]["hosts"] == ["models/*.example.com"]
@@ -189,6 +191,24 @@ def test_route_at_the_gateway(graph):
               if r.inputs["name"] == "kserve"][0]
     assert kserve.inputs["values"]["kserve"]["controller"]["gateway"][
         "disableIngressCreation"] is True
+
+
+def test_the_route_passes_the_clients_calls_and_nothing_else(graph):
+    """What tools/smoke.py and the tutorial's client call gets through; Triton's repository,
+    logging, trace and shared-memory endpoints, and other models' paths, do not."""
+    (route,) = of_kind(graph, "VirtualService")
+
+    def routed(path: str) -> bool:
+        return istio_route.route(route.inputs["spec"]["http"], path) is not None
+
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/cifar10",
+                 "/v2/models/cifar10/ready", "/v2/models/cifar10/infer",
+                 "/v2/models/cifar10/versions/1/infer"):
+        assert routed(path), path
+    for path in ("/v2/repository/models/cifar10/unload", "/v2/repository/index", "/v2/logging",
+                 "/v2/trace/setting", "/v2/systemsharedmemory/register", "/v2",
+                 "/v2/models/other/infer", "/v2/models/cifar10x/infer", "/metrics"):
+        assert not routed(path), path
 
 
 def test_hpa_on_cpu_as_a_fallback():
