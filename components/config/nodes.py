@@ -11,20 +11,28 @@ from components.config.errors import ConfigError, Problem
 from components.config.types import ConfigModel, DnsLabel
 
 
-def _scaling_problems(group: Any) -> list[Problem]:
-    problems: list[Problem] = []
-    if group.max_size < group.min_size:
-        problems.append((("maxSize",), f"must be >= minSize ({group.min_size}), "
-                                       f"got {group.max_size}"))
-    desired = group.desired_size
-    if desired is not None and not group.min_size <= desired <= group.max_size:
-        problems.append((("desiredSize",), "must be between minSize "
-                                           f"({group.min_size}) and maxSize ({group.max_size}), "
-                                           f"got {desired}"))
-    return problems
+class _NodeGroup(ConfigModel):
+    """What every node group's section checks: its sizes, all at once (each subclass declares
+    minSize, maxSize and desiredSize)."""
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Any:
+        group: Any = self
+        problems: list[Problem] = []
+        if group.max_size < group.min_size:
+            problems.append((("maxSize",), f"must be >= minSize ({group.min_size}), "
+                                           f"got {group.max_size}"))
+        desired = group.desired_size
+        if desired is not None and not group.min_size <= desired <= group.max_size:
+            problems.append((("desiredSize",), "must be between minSize "
+                                               f"({group.min_size}) and maxSize "
+                                               f"({group.max_size}), got {desired}"))
+        if problems:
+            raise ConfigError(problems)
+        return self
 
 
-class SystemNodeGroupConfig(ConfigModel):
+class SystemNodeGroupConfig(_NodeGroup):
     """On-demand CPU nodes for controllers (Istio, KServe, Prometheus, ...). Never GPU."""
 
     instance_types: list[str] = Field(default_factory=lambda: ["m7i.large"], min_length=1,
@@ -52,14 +60,8 @@ class SystemNodeGroupConfig(ConfigModel):
             raise ValueError(f"must not repeat an instance type, got {value}")
         return value
 
-    @model_validator(mode="after")
-    def _sizes(self) -> SystemNodeGroupConfig:
-        if problems := _scaling_problems(self):
-            raise ConfigError(problems)
-        return self
 
-
-class GpuNodeGroupConfig(ConfigModel):
+class GpuNodeGroupConfig(_NodeGroup):
     """One GPU managed node group; cluster-autoscaler grows it from minSize when models pend."""
 
     name: DnsLabel = Field(max_length=32,
@@ -92,12 +94,6 @@ class GpuNodeGroupConfig(ConfigModel):
                 f"template per group), got {sorted(shapes)}"
             )
         return value
-
-    @model_validator(mode="after")
-    def _sizes(self) -> GpuNodeGroupConfig:
-        if problems := _scaling_problems(self):
-            raise ConfigError(problems)
-        return self
 
     @property
     def gpus_per_node(self) -> int:
