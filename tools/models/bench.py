@@ -84,6 +84,8 @@ class Limit:
     batch: int
     callers: int
     threads: int
+    cores: tuple[int, ...] | None
+    """The cores the limit ran on: the shipped instances' when they are pinned, else any."""
 
 
 @dataclass
@@ -143,11 +145,14 @@ def check_answer(url: str, body: Body, expected: np.ndarray | None) -> None:
 
 
 def compute_limit(model_file: Path, batch: int, seconds: float, *, callers: int = 1,
-                  threads: int = 1, env: dict[str, str] | None = None) -> float:
-    """compute_limit_here in a fresh process with `env` added to its environment: the served
-    twin's allocator (LD_PRELOAD) only takes effect in a process started with it."""
+                  threads: int = 1, env: dict[str, str] | None = None,
+                  cores: Sequence[int] | None = None) -> float:
+    """compute_limit_here in a fresh process with `env` added to its environment (the served
+    twin's allocator, LD_PRELOAD, only takes effect in a process started with it), on `cores`
+    only when given (those the served instances are pinned to)."""
     command = [sys.executable, "-m", "tools.models.bench", str(model_file), str(batch),
-               str(seconds), str(callers), str(threads)]
+               str(seconds), str(callers), str(threads),
+               ",".join(map(str, cores)) if cores else ""]
     done = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True,
                           text=True, env={**os.environ, **(env or {})},
                           timeout=seconds + 120)
@@ -286,10 +291,13 @@ def run(repo_root: Path, baseline_config: Path, shipped_config: Path | None = No
             path.write_bytes(body.content)
             body_files[fmt] = (path, body)
         callers = twin.instances  # each instance runs its own forward passes
+        cores = tuple(twin.instance_cores()) if twin.pin_instances else None
         for run_index in range(1, pairs + 1):
             limit = compute_limit(model_file, batch, limit_seconds, callers=callers,
-                                  threads=twin.torch_threads, env=twin.server_env())
-            session.limits.append(Limit(run_index, limit, batch, callers, twin.torch_threads))
+                                  threads=twin.torch_threads, env=twin.server_env(),
+                                  cores=cores)
+            session.limits.append(Limit(run_index, limit, batch, callers, twin.torch_threads,
+                                        cores))
             progress(f"run {run_index}/{pairs}: compute limit {limit:.0f} images/s")
             for name in (BASELINE, SHIPPED):
                 points = measure_config(name, run_index, configs[name], model.path, twins[name],
@@ -479,8 +487,10 @@ def report(session: Session) -> str:
     parts += ["", "Ratios shipped/baseline, per pair (median (min–max)):", "",
               ratio_table(session), "",
               f"Compute limit: the TorchScript in-process on {session.shipped_max_batch} images "
-              f"per call, {twin.instances} caller(s) x {twin.torch_threads} thread(s), "
-              f"{twin.allocator or 'glibc'} malloc (as the shipped twin runs it), measured "
+              f"per call, {twin.instances} caller(s) x {twin.torch_threads} thread(s)"
+              + (f" pinned to core(s) {','.join(map(str, twin.instance_cores()))}"
+                 if twin.pin_instances else "")
+              + f", {twin.allocator or 'glibc'} malloc (as the shipped twin runs it), measured "
               f"before each pair:", "",
               limit_table(session)]
     if any(p.config == NOOP for p in session.points):
@@ -499,7 +509,9 @@ def update_readme(readme: Path, section: str) -> None:
 
 
 if __name__ == "__main__":
-    # compute_limit's child: MODEL_FILE BATCH SECONDS CALLERS THREADS -> images/s
-    _model, _batch, _seconds, _callers, _threads = sys.argv[1:6]
+    # compute_limit's child: MODEL_FILE BATCH SECONDS CALLERS THREADS CORES -> images/s
+    _model, _batch, _seconds, _callers, _threads, _pinned = sys.argv[1:7]
+    if _pinned:  # before torch starts its threads, which inherit the mask
+        os.sched_setaffinity(0, {int(core) for core in _pinned.split(",")})
     print(compute_limit_here(Path(_model), int(_batch), float(_seconds), callers=int(_callers),
                              threads=int(_threads)))

@@ -43,8 +43,23 @@ the Triton container): glibc's malloc returns the forward pass's large, short-li
 the kernel and faults them back in on the next batch."""
 
 
+HOST_POLICY_PREFIX = "core"
+"""Host policies `core<N>` pin to CPU core N. Triton pins the thread that initializes an instance
+with its group's host policy before calling the backend (core src/backend_model_instance.cc:235,
+r24.10; src/numa_utils.cc:226 pthread_setaffinity_np) and its backend thread before it executes
+(same file :594-595). The python backend starts the instance's stub from that thread with
+fork/exec (python_backend src/stub_launcher.cc:331-420, r24.10), and Linux keeps a thread's CPU
+affinity across fork and exec (sched_setaffinity(2)), so stub and backend thread share the core.
+tests/tools/models/test_serve.py checks this on the running server."""
+
+
 class ServerSetupError(RuntimeError):
     pass
+
+
+def usable_cores() -> list[int]:
+    """The CPU cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    return sorted(os.sched_getaffinity(0))
 
 
 def preload_library(allocator: str) -> str:
@@ -77,12 +92,25 @@ class TwinSettings:
     """malloc replacement preloaded into the server and its stubs (None: glibc's)."""
     http_threads: int | None = None
     """tritonserver --http-thread-count (None: Triton's default, 8)."""
+    pin_instances: bool = False
+    """Pin each instance to one CPU core with a Triton host policy, cores taken round-robin from
+    those this process may run on (False: Triton's default, no affinity). The instance's
+    backend thread and the python stub it starts then pass every batch back and forth on one
+    core instead of waking each other across cores (see HOST_POLICY_PREFIX)."""
 
     def describe(self) -> str:
-        return (f"{self.instances} instance(s) x {self.torch_threads} torch thread(s), "
-                f"{self.allocator or 'glibc'} malloc, "
+        return (f"{self.instances} instance(s) x {self.torch_threads} torch thread(s)"
+                + (f" pinned to core(s) {','.join(map(str, self.instance_cores()))}"
+                   if self.pin_instances else "")
+                + f", {self.allocator or 'glibc'} malloc, "
                 f"{self.http_threads or 'default (8)'} HTTP threads"
                 + ("" if self.model_py == TWIN_MODEL else f", {self.model_py.name}"))
+
+    def instance_cores(self, first: int = 0) -> list[int]:
+        """The core of each instance of a model whose instances start at position `first` of
+        the usable cores (round-robin, so several models spread over the machine)."""
+        cores = usable_cores()
+        return [cores[(first + i) % len(cores)] for i in range(self.instances)]
 
     def server_env(self) -> dict[str, str]:
         """Environment for tritonserver (its python stubs inherit it)."""
@@ -92,7 +120,12 @@ class TwinSettings:
         return {"LD_PRELOAD": ":".join(p for p in preload if p)}
 
     def server_args(self) -> tuple[str, ...]:
-        return () if self.http_threads is None else (f"--http-thread-count={self.http_threads}",)
+        threads = () if self.http_threads is None else (
+            f"--http-thread-count={self.http_threads}",)
+        # One policy per usable core; the twin's instance groups name theirs (twin_config).
+        policies = tuple(f"--host-policy={HOST_POLICY_PREFIX}{core},cpu-cores={core}-{core}"
+                         for core in usable_cores()) if self.pin_instances else ()
+        return threads + policies
 
     def __post_init__(self) -> None:
         if self.instances < 1 or self.torch_threads < 1 or (self.http_threads or 1) < 1:
@@ -100,9 +133,10 @@ class TwinSettings:
                              f"got {self}")
 
 
-SHIPPED_TWIN = TwinSettings(allocator=JEMALLOC, http_threads=2)
+SHIPPED_TWIN = TwinSettings(allocator=JEMALLOC, http_threads=2, pin_instances=True)
 """What `make serve` runs and `make bench` measures as "shipped": one instance with one torch
-thread, jemalloc, two HTTP threads (measured alternatives: README, "Performance")."""
+thread pinned to a core, jemalloc, two HTTP threads (measured alternatives: docs/models.md,
+"Performance")."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -212,25 +246,31 @@ def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]
     return env
 
 
-def twin_config(config: mc.ModelConfig, settings: TwinSettings = TwinSettings()
-                ) -> mc.ModelConfig:
+def twin_config(config: mc.ModelConfig, settings: TwinSettings = TwinSettings(),
+                first_core: int = 0) -> mc.ModelConfig:
     twin = mc.ModelConfig()
     twin.CopyFrom(config)
     twin.platform = ""
     twin.backend = "python"
     twin.default_model_filename = ""
     del twin.instance_group[:]
-    twin.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=settings.instances)
+    if settings.pin_instances:  # a group per instance: a group has one host policy
+        for core in settings.instance_cores(first_core):
+            twin.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1,
+                                    host_policy=f"{HOST_POLICY_PREFIX}{core}")
+    else:
+        twin.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=settings.instances)
     twin.parameters[THREADS_PARAMETER].string_value = str(settings.torch_threads)
     return twin
 
 
 def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path,
-               settings: TwinSettings = TwinSettings()) -> None:
-    """Twin of one model: config for the python backend, model.py, and the TorchScript beside it."""
+               settings: TwinSettings = TwinSettings(), first_core: int = 0) -> None:
+    """Twin of one model: config for the python backend, model.py, and the TorchScript beside it.
+    With pinned instances, the model's instances take the usable cores from position `first_core` on."""
     target = out / name
     target.mkdir(parents=True, exist_ok=True)
-    twin = twin_config(config, settings)
+    twin = twin_config(config, settings, first_core)
     twin.name = name
     (target / CONFIG_FILE).write_text(text_format.MessageToString(twin))
     for entry in model_dir.iterdir():
@@ -240,7 +280,7 @@ def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path,
         # Alternative configs (tritonserver --model-config-name) get their twins too.
         alternative = mc.ModelConfig()
         text_format.Parse(custom.read_text(), alternative)
-        twin_alternative = twin_config(alternative, settings)
+        twin_alternative = twin_config(alternative, settings, first_core)
         twin_alternative.name = name
         (target / CUSTOM_CONFIGS).mkdir(exist_ok=True)
         (target / CUSTOM_CONFIGS / custom.name).write_text(
@@ -254,8 +294,9 @@ def write_twin(name: str, config: mc.ModelConfig, model_dir: Path, out: Path,
 
 def write_twins(repository: Repository, out: Path, settings: TwinSettings = TwinSettings()
                 ) -> Path:
-    for model in repository.models.values():
-        write_twin(model.name, model.config, model.path, out, settings)
+    for index, model in enumerate(repository.models.values()):
+        write_twin(model.name, model.config, model.path, out, settings,
+                   first_core=index * settings.instances)
     return out
 
 

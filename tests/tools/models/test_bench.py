@@ -49,6 +49,7 @@ def test_short_bench_against_real_servers():
         assert load.other_cores is not None and load.other_cores >= 0
     (limit,) = session.limits
     assert limit.images_per_second > 0 and (limit.batch, limit.callers, limit.threads) == (64, 1, 1)
+    assert limit.cores == (min(os.sched_getaffinity(0)),)  # the shipped instance's core
     lines = bench.report(session).splitlines()
     assert SUMMARY.fullmatch(lines[-2]) and lines[-2] == bench.summary(session)
     assert lines[-3].startswith("targets: throughput_ratio >= 3: ")
@@ -69,13 +70,16 @@ def test_runs_are_interleaved_pairs_each_on_a_fresh_server(monkeypatch):
 
     monkeypatch.setattr(bench, "measure_config", measure)
     monkeypatch.setattr(bench, "compute_limit",
-                        lambda *args, callers, threads, env: calls.append(
-                            ("limit", callers, env.get("LD_PRELOAD", "").split(".")[0])) or 5e3)
+                        lambda *args, callers, threads, env, cores: calls.append(
+                            ("limit", callers, env.get("LD_PRELOAD", "").split(".")[0],
+                             cores)) or 5e3)
+    monkeypatch.setattr("tools.models.serve.usable_cores", lambda: [4, 6, 7])
     session = bench.run(ROOT_DIR / "model_repo", BASELINE_CONFIG, pairs=3, seconds=1,
-                        twin=TwinSettings(instances=2, allocator="jemalloc"))
+                        twin=TwinSettings(instances=2, allocator="jemalloc", pin_instances=True))
     # The tutorial's config runs as Triton runs it (one instance, glibc); the shipped one as set,
-    # and the compute limit with the shipped twin's callers and allocator.
-    pair = [[("limit", 2, "libjemalloc"), (run, BASELINE, "twin_model.py", 1, None, True),
+    # and the compute limit with the shipped twin's callers, allocator and cores.
+    pair = [[("limit", 2, "libjemalloc", (4, 6)),
+             (run, BASELINE, "twin_model.py", 1, None, True),
              (run, SHIPPED, "twin_model.py", 2, "jemalloc", True)] for run in (1, 2, 3)]
     assert calls == [*pair[0], *pair[1], *pair[2],
                      (1, NOOP, "noop_model.py", 2, "jemalloc", False)]
@@ -97,6 +101,11 @@ def test_compute_limit_runs_the_torchscript_with_the_given_threads(monkeypatch):
     assert torch.get_num_threads() == before
     # In a child with the served twin's allocator preloaded, as the served twin runs.
     assert bench.compute_limit(model, 8, 0.2, env=SHIPPED_TWIN.server_env()) > 0
+    # On the served instances' cores when they are pinned: the child pins itself (a core it
+    # can't have makes sched_setaffinity fail, so the pinning is not skipped silently).
+    assert bench.compute_limit(model, 8, 0.2, cores=[min(os.sched_getaffinity(0))]) > 0
+    with pytest.raises(bench.BenchError, match="compute limit: .* failed"):
+        bench.compute_limit(model, 8, 0.2, cores=[4096])
     monkeypatch.setattr(bench.sys, "executable", "false")
     with pytest.raises(bench.BenchError, match="compute limit: .* failed"):
         bench.compute_limit(model, 8, 0.2)
@@ -245,7 +254,7 @@ def made_up_session(baseline: list[tuple[float, float]], shipped: list[tuple[flo
     for run, ((bt, bp), (st, sp), limit) in enumerate(zip(baseline, shipped, limits, strict=True), start=1):
         session.points += [Point(BASELINE, run, "binary", 32, load(bt, bp)),
                            Point(SHIPPED, run, "binary", 32, load(st, sp))]
-        session.limits.append(Limit(run, limit, 64, 1, 1))
+        session.limits.append(Limit(run, limit, 64, 1, 1, None))
     return session
 
 
@@ -309,12 +318,32 @@ def test_twin_settings_reach_the_twin_config_only():
         TwinSettings(instances=0)
 
 
+def test_pinned_instances_take_cores_round_robin_one_group_each(monkeypatch):
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from tools.models.serve import twin_config
+
+    monkeypatch.setattr("tools.models.serve.usable_cores", lambda: [0, 1, 5])
+    shipped = bench.parse_config(ROOT_DIR / "model_repo/cifar10/config.pbtxt")
+    settings = TwinSettings(instances=2, pin_instances=True)
+    # A second model (first_core=2) continues where the first one's instances stopped.
+    for first, policies in ((0, ["core0", "core1"]), (2, ["core5", "core0"])):
+        twin = twin_config(shipped, settings, first_core=first)
+        assert [(g.kind, g.count, g.host_policy) for g in twin.instance_group] == [
+            (mc.ModelInstanceGroup.KIND_CPU, 1, policy) for policy in policies]
+    assert "pinned to core(s) 0,1" in settings.describe()
+    assert "pinned" not in TwinSettings(instances=2).describe()
+
+
 def test_server_settings_of_the_shipped_twin_and_triton_defaults(monkeypatch):
     assert TwinSettings().server_env() == {} and TwinSettings().server_args() == ()
     assert TwinSettings() == bench.BASELINE_TWIN
     env = SHIPPED_TWIN.server_env()
     assert env["LD_PRELOAD"].startswith("libjemalloc.so")
-    assert SHIPPED_TWIN.server_args() == ("--http-thread-count=2",)
+    monkeypatch.setattr("tools.models.serve.usable_cores", lambda: [0, 3])
+    assert SHIPPED_TWIN.server_args() == ("--http-thread-count=2",
+                                          "--host-policy=core0,cpu-cores=0-0",
+                                          "--host-policy=core3,cpu-cores=3-3")
     monkeypatch.setenv("LD_PRELOAD", "libother.so")
     assert SHIPPED_TWIN.server_env()["LD_PRELOAD"].endswith(":libother.so")
     monkeypatch.setattr("ctypes.util.find_library", lambda name: None)

@@ -164,6 +164,49 @@ def test_server_stops_and_frees_its_ports(tmp_path):
         sock.listen()
 
 
+def test_a_pinned_instance_and_its_python_stub_run_on_its_core(tmp_path, reference):
+    """What SHIPPED_TWIN's pinning relies on (serve.HOST_POLICY_PREFIX): Triton applies the
+    instance group's host policy to the instance's threads, and the python stub it starts
+    inherits the core. The last usable core is asked for, so a default mask can't pass."""
+    import os
+
+    from tools.models.serve import TwinSettings, processes, usable_cores
+
+    cores = usable_cores()
+    settings = TwinSettings(pin_instances=True)
+    twins = write_twins(repository.load(SHIPPED), tmp_path / "repo", settings)
+    config = (twins / MODEL / "config.pbtxt").read_text()
+    assert 'host_policy: "core0"' in config  # the repository's first model starts at core 0
+    (twins / MODEL / "config.pbtxt").write_text(
+        config.replace('host_policy: "core0"', f'host_policy: "core{cores[-1]}"'))
+
+    def mask(path: str) -> set[int]:
+        line = next(line for line in Path(path).read_text().splitlines()
+                    if line.startswith("Cpus_allowed_list"))
+        found: set[int] = set()
+        for part in line.split()[1].split(","):
+            low, _, high = part.partition("-")
+            found.update(range(int(low), int(high or low) + 1))
+        return found
+
+    with TritonServer(str(twins), extra_args=settings.server_args()) as server:
+        client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+        tensor = httpclient.InferInput("image__0", [2, 3, 32, 32], "UINT8")
+        tensor.set_data_from_numpy(images(2), binary_data=True)
+        probs = client.infer(MODEL, [tensor]).as_numpy("probs__0")
+        client.close()
+        (stub,) = [p.pid for p in processes() if p.pgid == server.pid and p.pid != server.pid]
+        stub_threads = [mask(f"/proc/{stub}/task/{t}/status")
+                        for t in os.listdir(f"/proc/{stub}/task")]
+        server_threads = [mask(f"/proc/{server.pid}/task/{t}/status")
+                          for t in os.listdir(f"/proc/{server.pid}/task")]
+    np.testing.assert_allclose(probs, reference(images(2)), rtol=1e-4, atol=1e-6)
+    assert stub_threads and all(m == {cores[-1]} for m in stub_threads)  # torch's too
+    assert {cores[-1]} in server_threads  # the instance's backend thread
+    # The HTTP side is not pinned: it keeps the other cores.
+    assert set(cores) in server_threads
+
+
 def test_twins_leave_the_repository_untouched(tmp_path):
     before = repository.load(SHIPPED).content_hash
     write_twins(repository.load(SHIPPED), tmp_path / "repo")
