@@ -56,7 +56,8 @@ port for it."""
 INTERCEPTOR_POD_LABELS = {"app.kubernetes.io/component": "interceptor",
                           "app.kubernetes.io/name": "http-add-on"}
 INTERCEPTOR_UID = 65532
-"""The add-on's images are static Go binaries (ko, .ko.yaml); any unprivileged uid runs them."""
+"""The add-on's images are static Go binaries (ko, .ko.yaml); any unprivileged uid runs them. Set
+for the operator and scaler too: the chart sets one for every pod."""
 
 SIDECAR_INJECT = "sidecar.istio.io/inject"
 NO_SIDECAR = {SIDECAR_INJECT: "false"}
@@ -150,6 +151,9 @@ http {{
     access_log /dev/stdout;
     server_tokens off;
     default_type text/plain;
+    # Service names run to 63 characters and more with the namespace: nginx's default buckets
+    # (64 bytes) refuse the map at start.
+    map_hash_bucket_size 256;
     map $host $waking {{
         default "the model did not become ready within its cold-start budget";
 {hosts}    }}
@@ -240,8 +244,6 @@ def interceptor_peer() -> dict[str, Any]:
 
 def http_add_on_values(high_availability: bool) -> dict[str, Any]:
     replicas = 2 if high_availability else 1
-    unprivileged = {"runAsNonRoot": True, "runAsUser": INTERCEPTOR_UID,
-                    "runAsGroup": INTERCEPTOR_UID, "seccompProfile": {"type": "RuntimeDefault"}}
     return {
         "operator": {"nodeSelector": SYSTEM_NODE_SELECTOR,
                      "resources": resources("50m", "64Mi", cpu_limit="500m",
@@ -252,21 +254,27 @@ def http_add_on_values(high_availability: bool) -> dict[str, Any]:
                    "podAnnotations": NO_SIDECAR},
         "interceptor": {
             # The request path of every held model: two at least where availability matters
-            # (the chart scales the fleet on its own ScaledObject between min and max).
+            # (the chart scales the fleet on its own ScaledObject between min and max), and a
+            # budget that lets a drain take one at a time.
             "replicas": {"min": replicas, "max": 10},
             "pdb": {"enabled": True, "maxUnavailable": 1},
             "nodeSelector": SYSTEM_NODE_SELECTOR,
             "resources": resources("100m", "64Mi", memory_limit="256Mi"),
             # Istio then speaks HTTP to it from the gateway (no protocol sniffing).
             "proxy": {"appProtocol": "http"},
+            # Its sidecar carries the forwarded request to the model under STRICT mutual TLS.
             "podAnnotations": {SIDECAR_INJECT: "true"},
         },
-        "podSecurityContext": {"operator": unprivileged, "scaler": unprivileged,
-                               "interceptor": unprivileged},
-        "securityContext": {component: {"allowPrivilegeEscalation": False,
-                                        "capabilities": {"drop": ["ALL"]},
-                                        "readOnlyRootFilesystem": True}
-                            for component in ("operator", "scaler", "interceptor")},
+        # Every pod and container of the chart (templates/*/deployment.yaml use these when no
+        # per-component value is set): the chart's own defaults plus a non-root uid and the
+        # runtime's seccomp profile, which `restricted` asks for.
+        "podSecurityContext": {"runAsNonRoot": True, "runAsUser": INTERCEPTOR_UID,
+                               "runAsGroup": INTERCEPTOR_UID,
+                               "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {"allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}, "privileged": False,
+                            "readOnlyRootFilesystem": True,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
     }
 
 
