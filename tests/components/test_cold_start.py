@@ -233,6 +233,9 @@ def test_the_gateway_sends_a_held_track_to_the_interceptor_with_the_host_its_rou
     host = destination["headers"]["request"]["set"]["host"]
     assert [interceptor_key(host)] == route.inputs["spec"]["rules"][0]["hosts"]
     assert list(route.inputs["spec"]["rules"][0]) == ["hosts"]  # no path or header condition
+    # No route timeout: Istio then sets none (route.go:1336-1341), and its proxies keep an idle
+    # stream open (listener_builder.go:371): the interceptor's budget alone ends the wait.
+    assert "timeout" not in spec["http"][0]
 
 
 def test_a_canary_split_keeps_each_tracks_own_destination():
