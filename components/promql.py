@@ -90,6 +90,19 @@ def dashboard_queries(plan: ModelPlan) -> dict[str, str]:
     pods = model_pods(plan)
     gpu_pods = (f'exported_namespace="{plan.namespace}",'
                 f'exported_pod=~"{plan.backend.pod_pattern(plan)}"')
+    held = [cold_start.route_name(plan, t.name) for t in plan.tracks
+            if cold_start.held(plan, t)]
+    waking: dict[str, str] = {}
+    if held:
+        # The interceptor's view of a model that may be at zero replicas: requests held (or in
+        # flight) now, and the 503s past the budget (the fallback's, and any of the model's).
+        routes = f'route_namespace="{plan.namespace}",route_name=~"{"|".join(held)}"'
+        waking = {
+            "Requests held or in flight at the interceptor":
+                f"sum(interceptor_request_concurrency{{{routes}}})",
+            "503 answers through the interceptor (/s)":
+                f'sum(rate(interceptor_request_count_total{{{routes},code="503"}}[5m]))',
+        }
     return {
         "Requests/s": f"sum(rate(nv_inference_request_success{{{pods}}}[1m]))",
         "Failures/s": f"sum(rate(nv_inference_request_failure{{{pods}}}[1m]))",
@@ -108,4 +121,5 @@ def dashboard_queries(plan: ModelPlan) -> dict[str, str]:
         "Replicas": f'count(nv_inference_count{{{pods}}})',
         "GPU utilisation (%)": f"avg(DCGM_FI_DEV_GPU_UTIL{{{gpu_pods}}})",
         "GPU memory used (MiB)": f"sum(DCGM_FI_DEV_FB_USED{{{gpu_pods}}})",
+        **waking,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -282,6 +283,20 @@ def test_the_wake_up_trigger_reads_the_interceptors_metrics_for_the_route(dev):
     assert "interceptor_request_concurrency{" in wake[0]
     assert "interceptor_request_count_total{" in wake[0]
     assert wake[0] == held_demand_query(_dev_plan(), "stable")
+
+
+def test_the_dashboard_shows_held_requests_and_the_503s_past_the_budget(dev, staging):
+    def queries(graph):
+        (board,) = [r for r in graph.of_type("kubernetes:core/v1:ConfigMap")
+                    if r.inputs["metadata"]["name"] == "mlserve-model-cifar10"]
+        panels = json.loads(next(iter(board.inputs["data"].values())))["panels"]
+        return {p["title"]: p["targets"][0]["expr"] for p in panels}
+
+    (route,) = routes(dev)
+    held = queries(dev)["Requests held or in flight at the interceptor"]
+    assert f'route_name=~"{route.inputs["metadata"]["name"]}"' in held
+    assert 'code="503"' in queries(dev)["503 answers through the interceptor (/s)"]
+    assert not any("interceptor" in q for q in queries(staging).values())
 
 
 def test_prometheus_scrapes_the_interceptor_on_its_metrics_port(dev):
