@@ -64,7 +64,8 @@ NO_SIDECAR = {SIDECAR_INJECT: "false"}
 
 FALLBACK = "cold-start-fallback"
 FALLBACK_PORT = 8080
-"""Not a port of any predictor Service (80): see `fallback_labels`."""
+"""Not a port of any predictor Service (80, 8002): the interceptor's sidecar must find no route for
+the model's Host on it (docs/gpu-capacity.md), see `fallback_objects`."""
 FALLBACK_LABELS = {"app.kubernetes.io/name": FALLBACK}
 RETRY_AFTER_SECONDS = 30
 """KServe's KEDA integration polls at KEDA's default, every 30 s: a retry sooner than that finds

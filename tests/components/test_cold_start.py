@@ -345,7 +345,12 @@ def test_the_fallback_is_pinned_unprivileged_and_reached_only_by_the_interceptor
     service = named(dev, "kubernetes:core/v1:Service", FALLBACK).inputs["spec"]
     (service_port,) = service["ports"]
     assert service_port["targetPort"] == port["name"] and port["containerPort"] == FALLBACK_PORT
-    assert service_port["port"] == FALLBACK_PORT != PREDICTOR_SERVICE_PORT
+    # A predictor Service's ports: 80 to the first container port, then each further one as
+    # itself (kserve v0.20.0 service_reconciler.go:119-147), i.e. Triton's metrics port.
+    predictor_ports = {PREDICTOR_SERVICE_PORT} | {
+        p["containerPort"] for p in isvc(dev)["spec"]["predictor"]["model"]["ports"][1:]}
+    assert predictor_ports == {80, 8002}
+    assert service_port["port"] == FALLBACK_PORT and FALLBACK_PORT not in predictor_ports
     config = named(dev, "kubernetes:core/v1:ConfigMap", FALLBACK).inputs["data"]["nginx.conf"]
     assert pod["metadata"]["annotations"]["mlserve.io/config-digest"] == \
         hashlib.sha256(config.encode()).hexdigest()[:16]
