@@ -19,6 +19,7 @@ model wakes"; every upstream behaviour relied on is cited there with its file an
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -111,7 +112,8 @@ def interceptor_route(plan: ModelPlan, track: str) -> dict[str, Any]:
         "metadata": {"name": route_name(plan, track), "namespace": plan.namespace,
                      "labels": plan.track_labels(track)},
         "spec": {
-            "target": {"service": plan.backend.service(plan, track), "port": plan.backend.http_service_port},
+            "target": {"service": plan.backend.service(plan, track),
+                       "port": plan.backend.http_service_port},
             "rules": [{"hosts": [service_host(plan, track)]}],
             # Held requests wait here; unset, the add-on's global default (none) would hold them
             # until the client gives up.
@@ -232,8 +234,6 @@ def fallback_objects(plans: Sequence[ModelPlan], namespace: str,
 
 
 def _digest(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
