@@ -22,7 +22,7 @@ if [ -z "$${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then \
 export PULUMI_SKIP_UPDATE_CHECK=true;
 endef
 
-.PHONY: test test-fast lint docs venv policy-venv amtool promtool up preview preflight destroy \
+.PHONY: test test-fast lint docs venv policy-venv amtool promtool nginx up preview preflight destroy \
 	refresh outputs config-reference versions-table build-model validate serve bench wrk jemalloc \
 	smoke load \
 	policy-table clean
@@ -52,18 +52,23 @@ policy-venv: $(POLICY_VENV)/.installed
 # CLIs from Debian packages, unpacked under build/<tool>/ (nothing is installed system-wide);
 # without apt the tests that use them say they skipped.
 # amtool (prometheus-alertmanager), for the alert-routing test; promtool (prometheus), for the
-# GPU-health alert tests (`promtool test rules` evaluates the rules on synthetic series).
+# GPU-health alert tests (`promtool test rules` evaluates the rules on synthetic series); nginx,
+# which serves the cold-start fallback's own configuration in its test.
 AMTOOL_DEB := prometheus-alertmanager=0.25.0-1+b4
 PROMTOOL_DEB := prometheus=2.42.0+ds-5+deb12u1
+NGINX_DEB := nginx=1.22.1-9+deb12u9
 AMTOOL := build/amtool/usr/bin/amtool
 PROMTOOL := build/promtool/usr/bin/promtool
+NGINX := build/nginx/usr/sbin/nginx
 $(AMTOOL): DEB = $(AMTOOL_DEB)
 $(PROMTOOL): DEB = $(PROMTOOL_DEB)
-$(AMTOOL) $(PROMTOOL):
+$(NGINX): DEB = $(NGINX_DEB)
+$(AMTOOL) $(PROMTOOL) $(NGINX):
 	@tool=$(notdir $@); mkdir -p build/$$tool/deb && cd build/$$tool/deb && rm -f *.deb && \
 	  { apt-get download -qq $(DEB) 2>/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -qq $(DEB); }; } \
-	  >/dev/null 2>&1 && dpkg-deb --fsys-tarfile *.deb | tar -x -C .. ./usr/bin/$$tool && \
+	  >/dev/null 2>&1 && dpkg-deb --fsys-tarfile *.deb | \
+	  tar -x -C .. ./$(patsubst build/$(notdir $@)/%,%,$@) && \
 	  rm -f *.deb || echo "$$tool not available here (no apt): the tests that use it will skip" >&2
 
 amtool:
@@ -72,6 +77,9 @@ amtool:
 promtool:
 	@$(MAKE) -s $(PROMTOOL) || true
 
+nginx:
+	@$(MAKE) -s $(NGINX) || true
+
 # Lint and types first (pyproject.toml): ruff (pyflakes, bugbear, imports, simplify) over the whole
 # tree, mypy with the pydantic plugin over the program, modelrepo, tools and the policy pack.
 lint: $(VENV)/.installed
@@ -79,7 +87,7 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy
 
 # The tests include a short benchmark and serve like `make serve`: they need wrk and jemalloc.
-test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool promtool wrk jemalloc lint
+test: $(VENV)/.installed $(POLICY_VENV)/.installed amtool promtool nginx wrk jemalloc lint
 	$(PY) -m pytest
 
 # The edit-test loop: each shipped stack's recorded graph, the configuration rules, the policy

@@ -7,6 +7,7 @@ import pulumi
 from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.backends import serving_backend
 from components.cert_manager import CertManager, CertManagerArgs
+from components.cold_start import ColdStart, ColdStartArgs, held_tracks
 from components.foundation import HasStackOutputs, NewAwsAccount, found
 from components.gpu_stack import GpuStack, GpuStackArgs, needs_device_plugin
 from components.mesh import NAMESPACE as MESH_NAMESPACE
@@ -91,6 +92,14 @@ if platform.kserve.enabled:
             kserve_runtimes=serving.runtimes, mesh_namespace=MESH_NAMESPACE, mesh_crds=mesh.base,
             mesh_control_plane=mesh.istiod, cert_manager=cert_manager.release,
             settings=config.model_serving, depends_on=keda), on_cluster)
+        # A model at zero replicas holds its requests while it wakes (KServe): the KEDA HTTP
+        # add-on's interceptor, next to KEDA (the config requires KEDA and monitoring there).
+        http_add_on = None
+        if held_tracks(plans):
+            assert autoscaling.keda is not None, "the config requires KEDA"
+            http_add_on = ColdStart("cold-start", ColdStartArgs(
+                high_availability=ha, keda=autoscaling.keda, mesh_control_plane=mesh.istiod,
+                monitoring=monitoring_crds), on_cluster).release
         served = ModelServing("model-serving", ModelServingArgs(
             plans=plans, namespace=serving.model_namespace, region=config.region,
             bucket=foundation.bucket.name, reader=foundation.bucket.reader,
@@ -98,7 +107,8 @@ if platform.kserve.enabled:
             # Runtime, identity, model files, the autoscaler and the GPU capacity exist before
             # any model; on destroy the models go first, then the GPU nodes.
             depends_on=[runtime, *foundation.bucket.ready, *keda, *foundation.gpu_capacity],
-            monitoring=monitoring_crds), on_cluster)
+            monitoring=monitoring_crds, http_add_on=http_add_on, high_availability=ha),
+            on_cluster)
 
 # ---- Outputs: per model the version it serves (stable track; canaries are in `models`) and
 # where it lies, then each part's own.

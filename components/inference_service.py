@@ -21,6 +21,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import naming
+from components.cold_start import held, interceptor_route
 from components.k8s import custom_resource
 from components.model_observability import watch_model
 from components.model_plan import ModelPlan
@@ -72,6 +73,9 @@ class InferenceServiceArgs:
     """The runtime release, the reader role, the uploaded objects, KEDA: all before the model."""
     monitoring: pulumi.Resource | None = None
     """The monitoring stack's release; None: nothing watches the model (no CRDs for it)."""
+    cold_start: Sequence[pulumi.Resource] = field(default_factory=list)
+    """Where a track is held while it wakes: the KEDA HTTP add-on's release (the
+    InterceptorRoute CRD, the interceptor) and the fallback that answers past the budget."""
 
 
 class InferenceService(pulumi.ComponentResource):
@@ -121,5 +125,15 @@ class InferenceService(pulumi.ComponentResource):
                     parent=self, depends_on=[server],
                     custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout))))
         after = [*servers, *budgets] if backend.route_waits_for_ready else servers
+        # A held track's InterceptorRoute exists before the gateway sends it anything (the
+        # interceptor answers 404 to a Host no route matches, interceptor/middleware/routing.go:
+        # 41-47).
+        intercepted = [
+            custom_resource(self, f"{name}-{track.name}-interceptor-route",
+                            interceptor_route(plan, track.name),
+                            [*args.depends_on, *args.cold_start])
+            for track in plan.tracks if held(plan, track)]
+        if intercepted and not args.cold_start:
+            raise ValueError(f"{plan.name}: a held track needs the KEDA HTTP add-on")
         custom_resource(self, f"{name}-route", backend.route(plan, backend.gateway(plan)),
-                        [*args.depends_on, *after])
+                        [*args.depends_on, *after, *intercepted])

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 from components import naming
+from components.cold_start import held, interceptor_destination, service_host
 from components.model_pods import (
     DRAIN_SECONDS,
     TERMINATION_GRACE_SECONDS,
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 GRPC_PORT = 9000  # KServe's Triton runtime: --grpc-port=9000
+PREDICTOR_SERVICE_PORT = 80
+"""The port of a predictor's Service in Standard mode (to the container's first port, HTTP)."""
 
 # Set on each track's Deployment through the InferenceService (kserve v0.20.0
 # deployment_reconciler.go createRawDefaultDeployment: a user strategy replaces the default).
@@ -174,12 +177,19 @@ def client_paths(model: str) -> list[dict[str, dict[str, str]]]:
             {"uri": {"exact": "/v2/health/ready"}}]
 
 
+def _destination(plan: ModelPlan, track: Track) -> dict[str, Any]:
+    """A track's Service, or, for a track that may be at zero replicas, the KEDA HTTP add-on's
+    interceptor, which holds the request until the track is Ready (components/cold_start.py)."""
+    if held(plan, track):
+        return interceptor_destination(plan, track.name)
+    return {"destination": {"host": service_host(plan, track.name),
+                            "port": {"number": PREDICTOR_SERVICE_PORT}}}
+
+
 def virtual_service(plan: ModelPlan, gateway: str) -> dict[str, Any]:
     """The model's route at the ingress gateway: its client paths to every track's Service by
     its share of the requests (the stable one alone, or split with the canary)."""
-    routes = [{"destination": {
-        "host": f"{KSERVE.service(plan, t.name)}.{plan.namespace}.svc.cluster.local",
-        "port": {"number": 80}}, "weight": t.percent} for t in plan.tracks]
+    routes = [{**_destination(plan, t), "weight": t.percent} for t in plan.tracks]
     return {
         "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": plan.name, "namespace": plan.namespace},
@@ -197,6 +207,8 @@ class KServe(ServingBackend):
     pod_label = ISVC_LABEL
     serving_ports = (HTTP_PORT, GRPC_PORT)
     route_waits_for_ready = True
+    http_service_port = PREDICTOR_SERVICE_PORT
+    holds_requests_while_waking = True
 
     def install_runtime(self, name: str, args: RuntimeArgs,
                         opts: pulumi.ResourceOptions) -> pulumi.Resource:

@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from tritonclient.grpc import model_config_pb2 as mc
 
 from components.backends import serving_backend
+from components.cold_start import fallback_objects, held_tracks, interceptor_peer
 from components.config.errors import ConfigError, Problem
 from components.config.serving import ServedModelConfig
 from components.config.stack import StackConfig
@@ -140,8 +141,14 @@ def s3_annotations(region: str, role_arn: str | None,
     }
 
 
-def network_policy(namespace: str, backend: ServingBackend = KSERVE) -> dict:
-    """Model pods accept traffic only from the ingress gateway and from Prometheus."""
+def network_policy(namespace: str, backend: ServingBackend = KSERVE,
+                   interceptor: bool = False) -> dict:
+    """Model pods accept traffic only from the ingress gateway (and, where it holds requests
+    while a model wakes, the KEDA HTTP add-on's interceptor) and from Prometheus."""
+    peers = [{"namespaceSelector": {"matchLabels": {
+                 "kubernetes.io/metadata.name": MESH_NAMESPACE}},
+              "podSelector": {"matchLabels": {"istio": GATEWAY_SELECTOR}}},
+             *([interceptor_peer()] if interceptor else [])]
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "model-servers", "namespace": namespace},
@@ -150,10 +157,7 @@ def network_policy(namespace: str, backend: ServingBackend = KSERVE) -> dict:
                                                    "operator": "Exists"}]},
             "policyTypes": ["Ingress"],
             "ingress": [
-                {"from": [{"namespaceSelector": {"matchLabels": {
-                              "kubernetes.io/metadata.name": MESH_NAMESPACE}},
-                           "podSelector": {"matchLabels": {
-                               "istio": GATEWAY_SELECTOR}}}],
+                {"from": peers,
                  "ports": [{"protocol": "TCP", "port": port} for port in backend.serving_ports]},
                 {"from": [{"namespaceSelector": {"matchLabels": {
                               "kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
@@ -199,6 +203,10 @@ class ModelServingArgs:
     ingress_address: pulumi.Input[str]
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     monitoring: pulumi.Resource | None = None
+    http_add_on: pulumi.Resource | None = None
+    """The KEDA HTTP add-on's release (components/cold_start.py), when a track is held while it
+    wakes."""
+    high_availability: bool = False
 
 
 class ModelServing(pulumi.ComponentResource):
@@ -238,21 +246,29 @@ class ModelServing(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=pulumi.ResourceOptions(parent=self,
                                         depends_on=[credentials] if credentials else []))
-        policy = network_policy(first.namespace, backend)
+        held = held_tracks(args.plans)
+        policy = network_policy(first.namespace, backend, interceptor=bool(held))
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata={**policy["metadata"], "namespace": args.namespace},
             spec=policy["spec"], opts=pulumi.ResourceOptions(parent=self))
         ready: list[pulumi.Resource] = [
             *args.depends_on, account,
             *backend.namespace_objects(self, name, args.namespace, args.region)]
-        if args.monitoring is not None and any(p.config.min_replicas == 0 for p in args.plans):
+        cold_start: list[pulumi.Resource] = []
+        if held:
+            if args.http_add_on is None:
+                raise ValueError("a track held while it wakes needs the KEDA HTTP add-on")
+            cold_start = [args.http_add_on, *self._fallback(name, args)]
+        woken_by_gateway = any(track.min_replicas == 0 and (plan, track) not in held
+                               for plan in args.plans for track in plan.tracks)
+        if args.monitoring is not None and woken_by_gateway:
             # Scale from zero reads the gateway's request metrics (Triton has none at zero).
             custom_resource(self, f"{name}-gateway-monitor", gateway_pod_monitor(), ready)
         self.models = {
             plan.name: InferenceService(
                 f"{name}-{plan.name}",
                 InferenceServiceArgs(plan=plan, bucket=args.bucket, depends_on=ready,
-                                     monitoring=args.monitoring),
+                                     monitoring=args.monitoring, cold_start=cold_start),
                 pulumi.ResourceOptions(parent=self))
             for plan in args.plans
         }
@@ -261,3 +277,30 @@ class ModelServing(pulumi.ComponentResource):
                 plan.name: endpoint(plan, address) for plan in args.plans})
         self.stack_outputs = {"models": self.endpoints}
         self.register_outputs({"models": self.endpoints})
+
+    def _fallback(self, name: str, args: ModelServingArgs) -> list[pulumi.Resource]:
+        """The answer past the cold-start budget: 503 with Retry-After (components/cold_start.py).
+        """
+        objects = {manifest["kind"]: manifest for manifest in fallback_objects(
+            args.plans, args.plans[0].namespace, args.high_availability)}
+
+        def metadata(kind: str) -> Any:
+            return {**objects[kind]["metadata"], "namespace": args.namespace}
+
+        def spec(kind: str) -> Any:
+            return objects[kind]["spec"]
+
+        opts = pulumi.ResourceOptions(parent=self)
+        config = k8s.core.v1.ConfigMap(f"{name}-fallback-config", metadata=metadata("ConfigMap"),
+                                       data=objects["ConfigMap"]["data"], opts=opts)
+        return [
+            config,
+            k8s.apps.v1.Deployment(f"{name}-fallback", metadata=metadata("Deployment"),
+                                   spec=spec("Deployment"),
+                                   opts=pulumi.ResourceOptions(parent=self, depends_on=[config])),
+            k8s.core.v1.Service(f"{name}-fallback", metadata=metadata("Service"),
+                                spec=spec("Service"), opts=opts),
+            k8s.networking.v1.NetworkPolicy(f"{name}-fallback-netpol",
+                                            metadata=metadata("NetworkPolicy"),
+                                            spec=spec("NetworkPolicy"), opts=opts),
+        ]

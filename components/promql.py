@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from components import cold_start
 from components.naming import STABLE
 
 if TYPE_CHECKING:
@@ -39,13 +40,32 @@ def demand_query(plan: ModelPlan) -> str:
             f"destination_service_name=\"{plan.backend.service(plan)}\"}}[2m])), 1)")
 
 
+def held_demand_query(plan: ModelPlan, track: str) -> str:
+    """demand_query's twin for a track whose requests the KEDA HTTP add-on's interceptor holds
+    while it wakes (components/cold_start.py): the gateway then sends them to the interceptor, and
+    a held request reaches neither the model's Service nor Triton. 1 while the interceptor has a
+    request of the track's route in flight (held ones included; the gauge
+    `interceptor_request_concurrency` rises before the wait) or answered one in the last two
+    minutes (`interceptor_request_count_total`, counted when the answer is written), else 0. Its
+    labels `route_name` and `route_namespace` name the route; `namespace` would be the
+    interceptor's own."""
+    route = (f'route_namespace="{plan.namespace}",'
+             f'route_name="{cold_start.route_name(plan, track)}"')
+    return (f"clamp_max((sum(interceptor_request_concurrency{{{route}}}) or vector(0)) + "
+            f"(sum(rate(interceptor_request_count_total{{{route}}}[2m])) or vector(0)), 1)")
+
+
 def keda_triggers(plan: ModelPlan, track: str = STABLE) -> list[tuple[str, str]]:
     """(Prometheus query, threshold) pairs KEDA scales a track on, for either backend: Triton's
-    backlog on the track's own pods, plus the gateway's demand so a model scaled to zero wakes
-    up."""
+    backlog on the track's own pods, plus, for a track that may be at zero replicas, the demand
+    that wakes it up: the interceptor's, where it holds the track's requests, else the
+    gateway's."""
     triggers = [(backlog_query(plan, track), str(plan.config.target_pending_requests))]
-    if plan.track(track).min_replicas == 0:
-        triggers.append((demand_query(plan), "1"))
+    spec = plan.track(track)
+    if spec.min_replicas == 0:
+        demand = (held_demand_query(plan, track) if cold_start.held(plan, spec)
+                  else demand_query(plan))
+        triggers.append((demand, "1"))
     return triggers
 
 
@@ -70,6 +90,19 @@ def dashboard_queries(plan: ModelPlan) -> dict[str, str]:
     pods = model_pods(plan)
     gpu_pods = (f'exported_namespace="{plan.namespace}",'
                 f'exported_pod=~"{plan.backend.pod_pattern(plan)}"')
+    held = [cold_start.route_name(plan, t.name) for t in plan.tracks
+            if cold_start.held(plan, t)]
+    waking: dict[str, str] = {}
+    if held:
+        # The interceptor's view of a model that may be at zero replicas: requests held (or in
+        # flight) now, and the 503s past the budget (the fallback's, and any of the model's).
+        routes = f'route_namespace="{plan.namespace}",route_name=~"{"|".join(held)}"'
+        waking = {
+            "Requests held or in flight at the interceptor":
+                f"sum(interceptor_request_concurrency{{{routes}}})",
+            "503 answers through the interceptor (/s)":
+                f'sum(rate(interceptor_request_count_total{{{routes},code="503"}}[5m]))',
+        }
     return {
         "Requests/s": f"sum(rate(nv_inference_request_success{{{pods}}}[1m]))",
         "Failures/s": f"sum(rate(nv_inference_request_failure{{{pods}}}[1m]))",
@@ -88,4 +121,5 @@ def dashboard_queries(plan: ModelPlan) -> dict[str, str]:
         "Replicas": f'count(nv_inference_count{{{pods}}})',
         "GPU utilisation (%)": f"avg(DCGM_FI_DEV_GPU_UTIL{{{gpu_pods}}})",
         "GPU memory used (MiB)": f"sum(DCGM_FI_DEV_FB_USED{{{gpu_pods}}})",
+        **waking,
     }

@@ -350,6 +350,11 @@ class Seldon(ServingBackend):
     serving_ports = (HTTP_PORT, GRPC_PORT)
     # The route never changes, and must exist while no replica is Ready (scale to zero).
     route_waits_for_ready = False
+    # Its route (paths, gRPC by headers) goes straight to the predictor: a model at zero replicas
+    # answers 503 until it is Ready (docs/gpu-capacity.md, "Holding requests while a model
+    # wakes").
+    holds_requests_while_waking = False
+    http_service_port = HTTP_PORT
 
     def install_runtime(self, name: str, args: RuntimeArgs,
                         opts: pulumi.ResourceOptions) -> pulumi.Resource:

@@ -57,6 +57,11 @@ class ServingBackend(ABC):
     route_waits_for_ready: bool
     """Whether the route waits for every track's readiness budget (it moves traffic between
     tracks), or only for the server resources (it never changes)."""
+    http_service_port: int
+    """The HTTP port of a track's Service (what the gateway or the interceptor sends to)."""
+    holds_requests_while_waking: bool
+    """Whether the route sends a track that may be at zero replicas through the KEDA HTTP
+    add-on's interceptor, which holds its requests while it wakes (components/cold_start.py)."""
 
     @abstractmethod
     def install_runtime(self, name: str, args: RuntimeArgs,

@@ -100,6 +100,9 @@ CHARTS: dict[str, Chart] = {
     "kserve-resources": Chart(f"{KSERVE_OCI}/kserve-resources", "v0.20.0"),
     "kserve-runtime-configs": Chart(f"{KSERVE_OCI}/kserve-runtime-configs", "v0.20.0"),
     "keda": Chart("keda", "2.20.2", "https://kedacore.github.io/charts"),
+    # The KEDA HTTP add-on (kedacore/http-add-on v0.15.0, the chart's appVersion): its interceptor
+    # holds a request to a model at zero replicas until the model is Ready (components/cold_start.py).
+    "keda-http-add-on": Chart("keda-add-ons-http", "0.15.0", "https://kedacore.github.io/charts"),
     "kube-prometheus-stack": Chart("kube-prometheus-stack", "88.5.3",
                                    "https://prometheus-community.github.io/helm-charts"),
     "nvidia-device-plugin": Chart("nvidia-device-plugin", "0.20.0",
@@ -133,6 +136,12 @@ TRITON_IMAGE = "nvcr.io/nvidia/tritonserver"
 # ID 1000".
 TRITON_IMAGE_UID = 1000
 TRITON_IMAGE_TAG = "26.07-py3"
+
+# The answer past a model's cold-start budget (components/cold_start.py): nginx's unprivileged
+# image (nginx/docker-nginx-unprivileged, stable 1.30.4; Amazon ECR Public, no Docker Hub pull
+# limits). It runs as uid 101 (the Dockerfile's `ARG UID=101` and `USER $UID`).
+COLD_START_FALLBACK_IMAGE = "public.ecr.aws/nginx/nginx-unprivileged:1.30.4-alpine-slim"
+COLD_START_FALLBACK_UID = 101
 
 
 # ---- Instance facts: what one node of a pool can hold -----------------------------------------

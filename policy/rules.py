@@ -52,6 +52,7 @@ ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 SELDON = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 MODEL_SERVERS = (ISVC, SELDON)
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+INTERCEPTOR_ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
 
 
 @dataclass(frozen=True)
@@ -924,3 +925,34 @@ def prod_model_capacity_on_demand(args: Any, report: Report) -> None:
             report(f"NodePool {node_pool.name}: pool {pool!r} serves models on spot capacity in "
                    "prod; waive with prodWaivers spotModelCapacity if that is a choice")
 
+
+@stack_rule("zero-replica-models-held")
+def zero_replica_models_held(args: Any, report: Report) -> None:
+    """A KServe model that may be at zero replicas holds its requests while it wakes (budget and fallback).
+
+    The KEDA HTTP add-on's interceptor holds a request for its InterceptorRoute's
+    `timeouts.readiness`, then hands it to `coldStart.fallback` (503 with Retry-After); without a
+    route the gateway answers 503 at once, without a budget a request waits until the client
+    gives up, without a fallback the answer is 504 (docs/gpu-capacity.md, "Holding requests
+    while a model wakes")."""
+    routes = _of(args.resources, INTERCEPTOR_ROUTE)
+    for server in _of(args.resources, ISVC):
+        floor = _number(_path(server.props, "spec", "predictor", "minReplicas"))
+        if floor is None or floor > 0:  # unset: KServe's default floor is 1
+            continue
+        name, namespace = _name(server), _path(server.props, "metadata", "namespace")
+        predictor = f"{name}-predictor"
+        held = [r for r in routes
+                if _path(r.props, "metadata", "namespace") == namespace
+                and _path(r.props, "spec", "target", "service") == predictor]
+        if not held:
+            report(f"{name}: minReplicas 0 and no InterceptorRoute targets {predictor}: its "
+                   "requests get 503 while it wakes")
+        for route in held:
+            spec = _map(route.props.get("spec"))
+            if not _path(spec, "timeouts", "readiness"):
+                report(f"{route.name}: no timeouts.readiness: a request to {name} waits until "
+                       "the client gives up")
+            if not _path(spec, "coldStart", "fallback", "service"):
+                report(f"{route.name}: no coldStart.fallback: past the budget {name} answers "
+                       "504 without Retry-After")

@@ -132,6 +132,8 @@ PLATFORM_PARTS = {("cert-manager", "mlserve:cert_manager:CertManager"),
                   ("serving", "mlserve:serving_platform:ServingPlatform"),
                   ("model-serving", "mlserve:model_serving:ModelServing")}
 GPU_DAEMONS = ("gpu-stack", "mlserve:gpu_stack:GpuStack")
+# Where a model may be at zero replicas (KServe): the KEDA HTTP add-on holds its requests.
+COLD_START = ("cold-start", "mlserve:cold_start:ColdStart")
 # The GPU capacity engine (gpuCapacity.engine) of each shipped stack on EKS, and GPU node health.
 GPU_ENGINES = {
     "karpenter": {("karpenter", "mlserve:karpenter:Karpenter"),
@@ -155,14 +157,17 @@ def test_each_stack_file_wires_its_foundation_and_the_platform(stack, mode):
     # GPU daemons only where the stack owns GPU nodes (local turns both daemons off).
     daemons = {GPU_DAEMONS} if mode == "eks" else set()
     gpu = (GPU_ENGINES[ENGINES[stack]] | {NODE_HEALTH}) if mode == "eks" else set()
-    assert top_level_parts(graph) == FOUNDATION_PARTS[mode] | PLATFORM_PARTS | daemons | gpu
+    cold_start = {COLD_START} if stack == "dev" else set()  # the one with a model at minReplicas 0
+    assert top_level_parts(graph) == (FOUNDATION_PARTS[mode] | PLATFORM_PARTS | daemons | gpu
+                                      | cold_start)
 
 
 def test_the_seldon_backend_adds_its_runtime_and_nothing_else(dev):
     seldon = evaluate("dev", config=set_path(stack_config("dev"), "modelServing.backend",
                                              "seldon"))
-    assert top_level_parts(seldon) == top_level_parts(dev) | {("seldon",
-                                                               "mlserve:seldon:SeldonCore")}
+    # Seldon's route goes straight to the model: no interceptor holds its requests.
+    assert top_level_parts(seldon) == (top_level_parts(dev) - {COLD_START}) | {
+        ("seldon", "mlserve:seldon:SeldonCore")}
 
 
 def test_backend_none_serves_nothing_but_keeps_the_versions():

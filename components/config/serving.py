@@ -17,6 +17,12 @@ from components.config.types import (
     ModelName,
 )
 
+COLD_START_BUDGET_MAX_SECONDS = 330
+"""A held request sends and receives nothing until the model answers, and the gateway's Network
+Load Balancer closes a TCP connection idle for 350 seconds (its default idle timeout, Elastic Load
+Balancing user guide, "Network Load Balancers", Connection idle timeout): the budget stays below
+it, with room for the answer."""
+
 
 class CanaryConfig(ConfigModel):
     """A second version of a model taking a share of its traffic, served by its own
@@ -83,6 +89,11 @@ class ServedModelConfig(ConfigModel):
         30, ge=1, le=240, description="How long `pulumi up` waits for a new version's replicas "
         "to be Ready (GPU node, image pull, model load) before it fails naming the model; not "
         "for a stable track at minReplicas 0.")
+    cold_start_budget_seconds: int = Field(
+        240, ge=10, le=COLD_START_BUDGET_MAX_SECONDS,
+        description="minReplicas 0 (KServe): how long a request to the model at zero replicas is "
+        "held while it wakes (GPU node, image pull, model load); past it the answer is 503 with "
+        "Retry-After. At most 330: the NLB closes a connection idle for 350 s.")
     slo_p95_ms: int = Field(100, ge=1, description="p95 latency SLO; alert above it.")
     max_error_rate: float = Field(0.01, gt=0, lt=1, description="Alert above this failure "
                                   "ratio.")

@@ -161,15 +161,19 @@ def test_keda_scales_on_tritons_backlog(graph):
         config.get("cooldownSeconds", 300)
 
 
-def test_scale_from_zero_wakes_on_gateway_requests(dev, prod):
+def test_scale_from_zero_wakes_on_the_interceptors_requests(dev, prod):
+    """The requests the KEDA HTTP add-on's interceptor holds for the track wake it
+    (tests/components/test_cold_start.py follows the labels to the route)."""
     metrics = isvc(dev)["spec"]["predictor"]["autoScaling"]["metrics"]
     assert len(metrics) == 2
     demand = metrics[1]["external"]
-    assert demand["metric"]["query"].startswith("clamp_max(sum(rate(istio_requests_total{")
-    assert 'destination_service_name="cifar10-stable-predictor"' in demand["metric"]["query"]
+    assert demand["metric"]["query"].startswith(
+        "clamp_max((sum(interceptor_request_concurrency{")
+    assert 'route_name="cifar10-stable-predictor"' in demand["metric"]["query"]
     assert demand["target"]["value"] == "1"
     monitors = [r.inputs["metadata"]["name"] for r in of_kind(dev, "PodMonitor")]
-    assert "istio-ingressgateway" in monitors
+    # The gateway's metrics would see the interceptor as the destination, not the model.
+    assert "keda-http-interceptor" in monitors and "istio-ingressgateway" not in monitors
     assert len(isvc(prod)["spec"]["predictor"]["autoScaling"]["metrics"]) == 1
     assert "istio-ingressgateway" not in [r.inputs["metadata"]["name"]
                                           for r in of_kind(prod, "PodMonitor")]
@@ -180,10 +184,15 @@ def test_route_at_the_gateway(graph):
     spec = route.inputs["spec"]
     assert spec["hosts"] == ["cifar10-models.example.com"]
     assert spec["gateways"] == ["models/models-gateway"]
+    predictor = "cifar10-stable-predictor.models.svc.cluster.local"
+    if graph.stack == "dev":  # minReplicas 0: held by the interceptor while it wakes
+        destination = {"destination": {
+            "host": "keda-add-ons-http-interceptor-proxy.keda-http.svc.cluster.local",
+            "port": {"number": 8080}}, "headers": {"request": {"set": {"host": predictor}}}}
+    else:
+        destination = {"destination": {"host": predictor, "port": {"number": 80}}}
     assert spec["http"] == [{"name": "model", "match": client_paths("cifar10"),
-                             "route": [{"destination": {
-                                 "host": "cifar10-stable-predictor.models.svc.cluster.local",
-                                 "port": {"number": 80}}, "weight": 100}]}]
+                             "route": [{**destination, "weight": 100}]}]
     (gateway,) = [g for g in of_kind(graph, "Gateway")
                   if g.inputs["metadata"]["name"] == "models-gateway"]
     assert gateway.inputs["spec"]["servers"][0]["hosts"] == ["models/*.example.com"]
@@ -343,15 +352,19 @@ def test_one_disruption_budget_per_track_with_a_floor(dev, staging, prod):
 
 
 def test_only_the_gateway_and_prometheus_reach_model_pods(graph):
-    (policy,) = graph.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    (policy,) = [p for p in graph.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                 if p.inputs["metadata"]["name"] == "model-servers"]
     spec = policy.inputs["spec"]
     assert spec["policyTypes"] == ["Ingress"]
-    sources = [(rule["from"][0]["namespaceSelector"]["matchLabels"],
-                rule["from"][0]["podSelector"]["matchLabels"]) for rule in spec["ingress"]]
-    assert sources == [({"kubernetes.io/metadata.name": "istio-system"},
-                        {"istio": "ingressgateway"}),
-                       ({"kubernetes.io/metadata.name": "monitoring"},
-                        {"app.kubernetes.io/name": "prometheus"})]
+    sources = [[(peer["namespaceSelector"]["matchLabels"], peer["podSelector"]["matchLabels"])
+                for peer in rule["from"]] for rule in spec["ingress"]]
+    gateway = [({"kubernetes.io/metadata.name": "istio-system"}, {"istio": "ingressgateway"})]
+    if graph.stack == "dev":  # the interceptor forwards a held model's requests
+        gateway.append(({"kubernetes.io/metadata.name": "keda-http"},
+                        {"app.kubernetes.io/component": "interceptor",
+                         "app.kubernetes.io/name": "http-add-on"}))
+    assert sources == [gateway, [({"kubernetes.io/metadata.name": "monitoring"},
+                                  {"app.kubernetes.io/name": "prometheus"})]]
     cni = [a for a in graph.of_type("aws:eks/addon:Addon") if a.inputs["addonName"] == "vpc-cni"]
     assert json.loads(cni[0].inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
 
@@ -415,9 +428,12 @@ def test_every_promql_metric_exists_on_a_live_triton(graph, local_triton):
     queries += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     names = {n for q in queries for n in re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{", q)}
     triton = {n for n in names if n.startswith("nv_")}
-    # The others come from the exporters the platform installs, not from Triton.
+    # The others come from the exporters the platform installs, not from Triton (the KEDA HTTP
+    # add-on's interceptor: tests/components/test_cold_start.py).
     assert names - triton <= {"kube_pod_status_phase", "DCGM_FI_DEV_GPU_UTIL",
-                              "DCGM_FI_DEV_FB_USED", "istio_requests_total"}
+                              "DCGM_FI_DEV_FB_USED", "istio_requests_total",
+                              "interceptor_request_concurrency",
+                              "interceptor_request_count_total"}
     assert triton and triton <= exported, sorted(triton - exported)
 
 

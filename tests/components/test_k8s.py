@@ -39,11 +39,15 @@ EXPECTED_CHARTS = {
 }
 # Only where GPU pools run on Karpenter (gpuCapacity.engine karpenter).
 KARPENTER_CHARTS = {"karpenter-crd": "karpenter-crd", "karpenter": "karpenter"}
+# Only where a model may be at zero replicas (KServe): the interceptor holds its requests.
+COLD_START_CHARTS = {"http-add-on": "keda-http-add-on"}
 
 
 def expected_charts(graph):
     on_karpenter = bool(graph.of_type("mlserve:karpenter:Karpenter"))
-    return {**EXPECTED_CHARTS, **(KARPENTER_CHARTS if on_karpenter else {})}
+    holds = bool(graph.of_type("mlserve:cold_start:ColdStart"))
+    return {**EXPECTED_CHARTS, **(KARPENTER_CHARTS if on_karpenter else {}),
+            **(COLD_START_CHARTS if holds else {})}
 
 
 def releases(graph):
@@ -77,6 +81,8 @@ def requirement_blocks(resources: Any) -> list[dict[str, Any]]:
 def test_full_platform_by_default(graph):
     assert set(releases(graph)) == set(expected_charts(graph))
     assert bool(graph.of_type("mlserve:karpenter:Karpenter")) is (graph.stack != "prod")
+    # dev serves a model at minReplicas 0
+    assert bool(graph.of_type("mlserve:cold_start:ColdStart")) is (graph.stack == "dev")
 
 
 def test_every_release_is_pinned_named_and_namespaced(graph):

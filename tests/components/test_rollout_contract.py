@@ -16,6 +16,11 @@ The model of the receivers, each part from the pinned code (docs/architecture.md
   go with it.
 - Kubernetes rolls a Deployment with `maxUnavailable: 0` by starting new pods and stopping an old
   one only when a new one is Ready: the Service keeps Ready endpoints throughout.
+- A destination at the KEDA HTTP add-on's interceptor (a track that may be at zero replicas) sets
+  the request's Host (Istio's per-destination `headers.request.set`); the interceptor (v0.15.0)
+  forwards to the target Service of the InterceptorRoute whose hosts hold that Host, and answers
+  404 while there is none (interceptor/middleware/routing.go:40-55, pkg/routing/key.go:52-68):
+  the route reaches that Service, and must wait for the InterceptorRoute.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from pathlib import Path
 import pytest
 
 from components import naming
+from components.cold_start import INTERCEPTOR_PROXY_SERVICE
 from tests.harness import Graph, Res, evaluate, set_path, stack_config
 
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 ROUTE = "kubernetes:networking.istio.io/v1:VirtualService"
+INTERCEPTOR_ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
 MODELS = ("cifar10", "resnet")
 
 
@@ -57,9 +64,28 @@ def _services(graph: Graph) -> dict[str, Res]:
     return {naming.predictor(r.inputs["metadata"]["name"]): r for r in graph.of_type(ISVC)}
 
 
-def _destinations(route: Res) -> dict[str, int]:
+def _intercepted(graph: Graph, destination: dict) -> Res | None:
+    """The InterceptorRoute a destination at the interceptor reaches by the Host it sets."""
+    host = destination.get("headers", {}).get("request", {}).get("set", {}).get("host")
+    for route in graph.of_type(INTERCEPTOR_ROUTE):
+        if any(host in rule.get("hosts", []) for rule in route.inputs["spec"]["rules"]):
+            return route
+    return None
+
+
+def _served_by(graph: Graph, destination: dict) -> str:
+    """The Service a destination's requests reach: its own host, or, through the interceptor,
+    its InterceptorRoute's target."""
+    host = destination["destination"]["host"].split(".")[0]
+    if host != INTERCEPTOR_PROXY_SERVICE:
+        return host
+    route = _intercepted(graph, destination)
+    return route.inputs["spec"]["target"]["service"] if route is not None else host
+
+
+def _destinations(graph: Graph, route: Res) -> dict[str, int]:
     """Service name -> weight, for every destination of a VirtualService."""
-    return {d["destination"]["host"].split(".")[0]: d["weight"]
+    return {_served_by(graph, d): d["weight"]
             for http in route.inputs["spec"]["http"] for d in http["route"]}
 
 
@@ -102,8 +128,19 @@ def check(transition: Transition) -> list[str]:
 
     for route in after.of_type(ROUTE):
         old_route = next((r for r in before.of_type(ROUTE) if r.urn == route.urn), None)
-        old_weights = _destinations(old_route) if old_route else {}
-        for host, weight in _destinations(route).items():
+        old_weights = _destinations(before, old_route) if old_route else {}
+        for http in route.inputs["spec"]["http"]:
+            for destination in http["route"]:
+                if destination["destination"]["host"].split(".")[0] != INTERCEPTOR_PROXY_SERVICE:
+                    continue
+                held = _intercepted(after, destination)
+                if held is None:
+                    transition.fail(f"{route.name}: sends requests to the interceptor with a "
+                                    "Host no InterceptorRoute matches")
+                elif not after.waits_for(route, held):
+                    transition.fail(f"{route.name}: sends requests to the interceptor before "
+                                    f"{held.name} exists")
+        for host, weight in _destinations(after, route).items():
             service = new_services.get(host)
             if service is None:
                 transition.fail(f"{route.name}: routes to {host}, which nothing serves")
@@ -135,10 +172,10 @@ def check(transition: Transition) -> list[str]:
     for service in deleted:
         host = naming.predictor(service.inputs["metadata"]["name"])
         for route in after.of_type(ROUTE):
-            if _destinations(route).get(host):
+            if _destinations(after, route).get(host):
                 transition.fail(f"{route.name}: still routes to {host}, which is deleted")
     # Every server of a model is routed (at weight 0 for a dark canary): none left running idle.
-    routed = {h for r in after.of_type(ROUTE) for h in _destinations(r)}
+    routed = {h for r in after.of_type(ROUTE) for h in _destinations(after, r)}
     for host in new_services:
         if host not in routed:
             transition.fail(f"{host}: runs but no route reaches it")
@@ -260,9 +297,26 @@ def test_canary_steps_drop_nothing(canary_steps, start, end):
     assert check(Transition(canary_steps[start], canary_steps[end])) == []
 
 
+def test_a_canary_next_to_a_held_stable_track_drops_nothing(tmp_path, repo):
+    """dev's stable track may be at zero replicas (held by the interceptor): a canary, its
+    promotion and its rollback keep every destination reachable, and the canary waited for."""
+    work = tmp_path / "model_repo"
+    shutil.copytree(repo, work)
+    held = {"minReplicas": 0, "maxReplicas": 2}
+    stable = own_version(work, "cifar10")
+    served = render(work, {"cifar10": held}, stack="dev")
+    edit(work, "cifar10", "candidate")
+    pinned = {**held, "version": stable}
+    canary = render(work, {"cifar10": {**pinned, "canary": {"percent": 10}}}, stack="dev")
+    assert weights(canary) == {"cifar10-stable-predictor": 90, "cifar10-canary-predictor": 10}
+    for start, end in ((served, canary), (canary, render(work, {"cifar10": held}, stack="dev")),
+                       (canary, render(work, {"cifar10": pinned}, stack="dev"))):
+        assert check(Transition(start, end)) == []
+
+
 def weights(graph: Graph) -> dict[str, int]:
     (route,) = graph.of_type(ROUTE)
-    return _destinations(route)
+    return _destinations(graph, route)
 
 
 def test_canary_is_its_own_inference_service_and_route_share(canary_steps):
@@ -307,6 +361,23 @@ def _without_dependency(graph: Graph, type_: str, on: str) -> Graph:
     resources = [replace(r, dependencies=[d for d in r.dependencies if on not in d])
                  if r.type == type_ else r for r in graph.resources]
     return replace(graph, resources=resources)
+
+
+def test_a_route_to_the_interceptor_that_does_not_wait_for_its_route_is_caught():
+    graph = evaluate("dev")
+    hasty = _without_dependency(graph, ROUTE, "interceptor-route")
+    problems = check(Transition(graph, hasty))
+    assert any("before model-serving-cifar10-stable-interceptor-route exists" in p
+               for p in problems), problems
+
+
+def test_a_held_track_no_interceptor_route_matches_is_caught():
+    graph = evaluate("dev")
+    resources = [r for r in graph.resources if r.type != INTERCEPTOR_ROUTE]
+    problems = check(Transition(graph, replace(graph, resources=resources)))
+    assert any("Host no InterceptorRoute matches" in p for p in problems), problems
+    assert any("cifar10-stable-predictor: runs but no route reaches it" in p
+               for p in problems), problems
 
 
 def test_a_route_that_does_not_wait_for_the_canary_is_caught(canary_steps):

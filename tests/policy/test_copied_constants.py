@@ -168,7 +168,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "GPU_PRESENT_LABEL": gpu_present_label,
     **{name: type_token(name) for name in
        ("BUCKET", "EKS", "AWS_PROVIDER", "ISVC", "SELDON", "HELM_RELEASE", "NODE_POOL",
-        "NODE_CLASS")},
+        "NODE_CLASS", "INTERCEPTOR_ROUTE")},
     "HA_VALUES": ha_values,
 }
 

@@ -178,6 +178,16 @@ def isvc(labels: dict[str, str] | None = None, **predictor: Any) -> View:
     return View(ISVC_TYPE, body, provider=PROD_PROVIDER, name="m")
 
 
+def interceptor_route(namespace: str = "models", **spec: Any) -> View:
+    body = {"metadata": {"name": "m-predictor", "namespace": namespace}, "spec": {
+        "target": {"service": "m-predictor", "port": 80},
+        "rules": [{"hosts": ["m-predictor.models.svc.cluster.local"]}],
+        "timeouts": {"readiness": "240s"},
+        "coldStart": {"fallback": {"service": {"name": "cold-start-fallback", "port": 8080}}},
+        "scalingMetric": {"concurrency": {"targetValue": 4}}, **spec}}
+    return View("kubernetes:http.keda.sh/v1beta1:InterceptorRoute", body, name="m-route")
+
+
 def model(**changes: Any) -> View:
     body = json.loads(json.dumps(GOOD_ISVC))
     body["spec"]["predictor"]["model"].update(changes)
@@ -427,10 +437,22 @@ FIXTURES: dict[str, tuple[list[View], list[View]]] = {
     "prod-model-availability": ([PROD_PROVIDER, isvc(minReplicas=1), PDB],
                                 [PROD_PROVIDER, isvc(), PDB]),
     "prod-model-capacity-on-demand": (spot_pool("SPOT"), spot_pool("ON_DEMAND")),
+    "zero-replica-models-held": ([isvc(minReplicas=0)],
+                                 [isvc(minReplicas=0), interceptor_route()]),
 }
 
 # More cases per rule: (rule, resources, expected to fire).
 CASES: list[tuple[str, str, list[View], bool]] = [
+    ("held: a model with a floor needs no route", "zero-replica-models-held", [isvc()], False),
+    ("held: no budget", "zero-replica-models-held",
+     [isvc(minReplicas=0), interceptor_route(timeouts={})], True),
+    ("held: no fallback", "zero-replica-models-held",
+     [isvc(minReplicas=0), interceptor_route(coldStart={})], True),
+    ("held: a route in another namespace", "zero-replica-models-held",
+     [isvc(minReplicas=0), interceptor_route(namespace="other")], True),
+    ("held: a route to another Service", "zero-replica-models-held",
+     [isvc(minReplicas=0), interceptor_route(target={"service": "x-predictor", "port": 80})],
+     True),
     ("public endpoint: 0.0.0.0/0 in prod", "eks-endpoint-restricted",
      [eks(**endpoint("0.0.0.0/0"))], True),
     ("public endpoint: no CIDRs means 0.0.0.0/0", "eks-endpoint-restricted",

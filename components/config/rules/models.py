@@ -88,8 +88,8 @@ def seldon_hpa_has_no_behaviour(config: StackConfig) -> Iterator[Problem]:
 # Namespaces the cluster or the platform itself owns: the stack creates the model namespace (with
 # sidecar injection) and its NetworkPolicy, which must not land in any of these.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "istio-system",
-                       "kserve", "keda", "monitoring", "cert-manager", "nvidia", "minio",
-                       "seldon-system")
+                       "kserve", "keda", "keda-http", "monitoring", "cert-manager", "nvidia",
+                       "minio", "seldon-system")
 
 
 def model_namespace_not_reserved(config: StackConfig) -> Iterator[Problem]:
