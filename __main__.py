@@ -7,7 +7,7 @@ import pulumi
 from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.backends import serving_backend
 from components.cert_manager import CertManager, CertManagerArgs
-from components.cold_start import ColdStart, ColdStartArgs, held_tracks
+from components.cold_start import ColdStart, ColdStartArgs, held_tracks, target_ports
 from components.foundation import HasStackOutputs, NewAwsAccount, found
 from components.gpu_stack import GpuStack, GpuStackArgs, needs_device_plugin
 from components.mesh import NAMESPACE as MESH_NAMESPACE
@@ -98,7 +98,8 @@ if platform.kserve.enabled:
         if held_tracks(plans):
             assert autoscaling.keda is not None, "the config requires KEDA"
             http_add_on = ColdStart("cold-start", ColdStartArgs(
-                high_availability=ha, keda=autoscaling.keda, mesh_control_plane=mesh.istiod,
+                high_availability=ha, model_ports=target_ports(plans), keda=autoscaling.keda,
+                mesh_control_plane=mesh.istiod,
                 monitoring=monitoring_crds), on_cluster).release
         served = ModelServing("model-serving", ModelServingArgs(
             plans=plans, namespace=serving.model_namespace, region=config.region,

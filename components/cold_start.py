@@ -5,10 +5,10 @@ small nginx that answers 503 with `Retry-After` (docs/gpu-capacity.md, "Holding 
 model wakes"; every upstream behaviour relied on is cited there with its file and line).
 
 - The add-on (chart `keda-add-ons-http` 0.15.0, kedacore/http-add-on v0.15.0) is installed in its
-  own namespace, where the interceptor gets an Istio sidecar: the model namespace accepts mutual
-  TLS only, and the interceptor forwards to `<service>.<namespace>:<port>` with the request's own
-  Host, which the sidecar routes by (interceptor/middleware/routing.go:118-133,
-  interceptor/handler/upstream.go:113-116).
+  own namespace, where the interceptor gets an Istio sidecar for what comes in (the gateway
+  speaks mutual TLS to it) but dials the model past it, by the Service's cluster IP; the model's
+  pods accept plaintext on their HTTP port for it (components/model_observability.py). Why:
+  "Why the interceptor dials the model past its sidecar" below.
 - The gateway sends a held track's share of the model's requests to the interceptor's proxy
   Service and sets the Host to the track's predictor Service's cluster name (an Istio per-
   destination `headers.request.set`, which becomes that weighted cluster's host rewrite); the
@@ -62,6 +62,27 @@ for the operator and scaler too: the chart sets one for every pod."""
 
 SIDECAR_INJECT = "sidecar.istio.io/inject"
 NO_SIDECAR = {SIDECAR_INJECT: "false"}
+EXCLUDE_OUTBOUND_PORTS = "traffic.sidecar.istio.io/excludeOutboundPorts"
+"""Istio's injector passes it to istio-iptables as `-o`: connections to these ports skip the
+sidecar (istio 1.30.3 manifests/charts/istio-control/istio-discovery/files/
+injection-template.yaml:116-120)."""
+PROXY_CONFIG = "proxy.istio.io/config"
+HOLD_UNTIL_PROXY_STARTS = '{"holdApplicationUntilProxyStarts": true}'
+"""The interceptor's first watches and requests wait for its sidecar (injection-template.yaml:
+71-73; pkg/kube/inject/webhook.go:785 reads the annotation)."""
+
+# Why the interceptor dials the model past its sidecar. The interceptor releases every held
+# request the moment the track's EndpointSlice shows a ready endpoint
+# (pkg/k8s/ready_endpoints_cache.go:82-85, 122-128; interceptor/middleware/endpoint_resolver.go
+# :101) and covers the gap until kube-proxy has programmed that endpoint by redialling a refused
+# connection every 50 ms (interceptor/proxy.go:43, pkg/net/dial_context.go:14-58). Through a
+# sidecar that retry never runs: Envoy's outbound listener accepts every connection, and until
+# istiod has pushed the new endpoint (debounced by at least 100 ms, istio 1.30.3
+# pilot/pkg/features/tuning.go:78-96) Envoy answers the held requests itself with 503 "no
+# healthy upstream" before any upstream attempt, which the route's retries (Istio's default,
+# pilot/pkg/networking/core/route/retry/retry.go:36-37) are not for. Past the sidecar, its own
+# dial retry covers it, and the cost is plaintext on one in-cluster hop, which the namespace's
+# NetworkPolicy limits to the gateway, the interceptor and Prometheus.
 
 FALLBACK = "cold-start-fallback"
 FALLBACK_PORT = 8080
@@ -243,7 +264,12 @@ def interceptor_peer() -> dict[str, Any]:
             "podSelector": {"matchLabels": INTERCEPTOR_POD_LABELS}}
 
 
-def http_add_on_values(high_availability: bool) -> dict[str, Any]:
+def target_ports(plans: Iterable[ModelPlan]) -> list[int]:
+    """The Service ports the interceptor forwards held requests to."""
+    return sorted({plan.backend.http_service_port for plan, _ in held_tracks(plans)})
+
+
+def http_add_on_values(high_availability: bool, model_ports: Sequence[int]) -> dict[str, Any]:
     replicas = 2 if high_availability else 1
     return {
         "operator": {"nodeSelector": SYSTEM_NODE_SELECTOR,
@@ -263,8 +289,11 @@ def http_add_on_values(high_availability: bool) -> dict[str, Any]:
             "resources": resources("100m", "64Mi", memory_limit="256Mi"),
             # Istio then speaks HTTP to it from the gateway (no protocol sniffing).
             "proxy": {"appProtocol": "http"},
-            # Its sidecar carries the forwarded request to the model under STRICT mutual TLS.
-            "podAnnotations": {SIDECAR_INJECT: "true"},
+            # A sidecar for what comes in from the gateway (mutual TLS); requests to the models'
+            # Service ports go past it, so the interceptor's dial retry covers a new endpoint
+            # (above, "Why the interceptor dials the model past its sidecar").
+            "podAnnotations": {SIDECAR_INJECT: "true", PROXY_CONFIG: HOLD_UNTIL_PROXY_STARTS,
+                               EXCLUDE_OUTBOUND_PORTS: ",".join(map(str, model_ports))},
         },
         # Every pod and container of the chart (templates/*/deployment.yaml use these when no
         # per-component value is set): the chart's own defaults plus a non-root uid and the
@@ -302,6 +331,8 @@ def interceptor_pod_monitor() -> dict[str, Any]:
 @dataclass
 class ColdStartArgs:
     high_availability: bool
+    model_ports: Sequence[int]
+    """The Service ports held requests are forwarded to (`target_ports`)."""
     keda: pulumi.Resource
     """KEDA's release: the chart's interceptor ScaledObject needs its CRDs and operator."""
     mesh_control_plane: pulumi.Resource
@@ -327,7 +358,7 @@ class ColdStart(pulumi.ComponentResource):
                             depends_on=[args.mesh_control_plane])
         self.release = helm_release(
             self, name, "keda-http-add-on", name=RELEASE, namespace=ns.metadata.name,
-            values=http_add_on_values(args.high_availability),
+            values=http_add_on_values(args.high_availability, args.model_ports),
             depends_on=[args.keda, args.mesh_control_plane, *args.depends_on])
         if args.monitoring is not None:
             custom_resource(self, f"{name}-interceptor-monitor", interceptor_pod_monitor(),

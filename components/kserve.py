@@ -208,6 +208,7 @@ class KServe(ServingBackend):
     serving_ports = (HTTP_PORT, GRPC_PORT)
     route_waits_for_ready = True
     http_service_port = PREDICTOR_SERVICE_PORT
+    http_container_port = HTTP_PORT
     holds_requests_while_waking = True
 
     def install_runtime(self, name: str, args: RuntimeArgs,

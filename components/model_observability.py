@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.cold_start import held
 from components.k8s import custom_resource
 from components.monitoring import DASHBOARD_LABEL
 from components.monitoring import NAMESPACE as MONITORING_NAMESPACE
@@ -31,13 +32,20 @@ def pod_monitor(plan: ModelPlan) -> dict[str, Any]:
 
 
 def metrics_port_permissive(plan: ModelPlan) -> dict[str, Any]:
-    """Prometheus isn't in the mesh: plaintext is allowed on the metrics port only."""
+    """Prometheus isn't in the mesh: plaintext is allowed on the metrics port. Where the KEDA
+    HTTP add-on's interceptor holds the model's requests while it wakes, also on the HTTP port:
+    the interceptor reaches it past its sidecar (components/cold_start.py, "Why the interceptor
+    dials the model past its sidecar"). The NetworkPolicy still admits only the gateway, the
+    interceptor and Prometheus. One policy per model: Istio applies only the oldest of several
+    workload policies that select the same pods."""
+    ports = [METRICS_PORT, *([plan.backend.http_container_port] if any(
+        held(plan, track) for track in plan.tracks) else [])]
     return {
         "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
         "metadata": {"name": f"{plan.name}-metrics", "namespace": plan.namespace},
         "spec": {"selector": {"matchLabels": plan.pod_labels},
                  "mtls": {"mode": "STRICT"},
-                 "portLevelMtls": {str(METRICS_PORT): {"mode": "PERMISSIVE"}}},
+                 "portLevelMtls": {str(port): {"mode": "PERMISSIVE"} for port in ports}},
     }
 
 

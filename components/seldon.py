@@ -355,6 +355,7 @@ class Seldon(ServingBackend):
     # wakes").
     holds_requests_while_waking = False
     http_service_port = HTTP_PORT
+    http_container_port = HTTP_PORT
 
     def install_runtime(self, name: str, args: RuntimeArgs,
                         opts: pulumi.ResourceOptions) -> pulumi.Resource:

@@ -59,6 +59,8 @@ class ServingBackend(ABC):
     tracks), or only for the server resources (it never changes)."""
     http_service_port: int
     """The HTTP port of a track's Service (what the gateway or the interceptor sends to)."""
+    http_container_port: int
+    """The port that Service port leads to on the model server pod."""
     holds_requests_while_waking: bool
     """Whether the route sends a track that may be at zero replicas through the KEDA HTTP
     add-on's interceptor, which holds its requests while it wakes (components/cold_start.py)."""

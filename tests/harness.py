@@ -477,3 +477,16 @@ def set_path(config: Mapping[str, str], path: str, value: Any) -> dict[str, str]
         node[last] = value
     result[top] = json.dumps(root)
     return result
+
+
+def missing_tool(message: str) -> None:
+    """A test whose tool (unpacked by `make test`) is absent: skipped on a workstation, a failure
+    in CI (`CI` set, as CI services and .ci/run's callers do), where it would otherwise pass
+    without having run."""
+    import os
+
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must run this test")
+    pytest.skip(message)

@@ -41,7 +41,7 @@ from components.versions import CHARTS, COLD_START_FALLBACK_IMAGE, COLD_START_FA
 from tests import istio_route
 from tests.components.test_inference_service import CIFAR10, OLD, isvc, of_kind
 from tests.crd_schema import UPSTREAM, crd_errors
-from tests.harness import ROOT_DIR, evaluate, set_path, stack_config
+from tests.harness import ROOT_DIR, evaluate, missing_tool, set_path, stack_config
 from tools.models.serve import free_port
 
 ADD_ON = UPSTREAM / "keda-http-add-on-0.15.0"
@@ -123,7 +123,10 @@ def test_the_add_on_is_the_pinned_chart_in_its_own_meshed_namespace(dev):
 
 def test_only_the_interceptor_joins_the_mesh_and_every_pod_runs_unprivileged(dev):
     values = release(dev).inputs["values"]
-    assert values["interceptor"]["podAnnotations"] == {"sidecar.istio.io/inject": "true"}
+    annotations = values["interceptor"]["podAnnotations"]
+    assert annotations["sidecar.istio.io/inject"] == "true"
+    assert json.loads(annotations["proxy.istio.io/config"]) == {
+        "holdApplicationUntilProxyStarts": True}
     for component in ("operator", "scaler"):
         assert values[component]["podAnnotations"] == {"sidecar.istio.io/inject": "false"}
     pod, container = values["podSecurityContext"], values["securityContext"]
@@ -136,12 +139,39 @@ def test_only_the_interceptor_joins_the_mesh_and_every_pod_runs_unprivileged(dev
         assert limits["memory"] and limits["cpu"], component
 
 
-@pytest.mark.parametrize(("high_availability", "floor"), [(False, 1), (True, 2)])
-def test_the_interceptor_keeps_two_replicas_where_availability_matters(high_availability,
-                                                                      floor):
-    values = cold_start.http_add_on_values(high_availability)
-    assert values["interceptor"]["replicas"]["min"] == floor
-    assert values["interceptor"]["pdb"] == {"enabled": True, "maxUnavailable": 1}
+def test_the_interceptor_reaches_each_held_track_past_its_sidecar(dev):
+    """cold_start.py, "Why the interceptor dials the model past its sidecar": the add-on's dial
+    retry only runs where Envoy doesn't accept the connection first. So every port a held track's
+    InterceptorRoute targets skips the interceptor's sidecar, and the pods behind it accept that
+    plaintext on the container port the Service port leads to (KServe v0.20.0
+    service_reconciler.go:119-147: port 80 -> the first container port), from the interceptor
+    only."""
+    from modelrepo.triton import HTTP_PORT
+
+    excluded = release(dev).inputs["values"]["interceptor"]["podAnnotations"][
+        "traffic.sidecar.istio.io/excludeOutboundPorts"]
+    (route,) = routes(dev)
+    assert excluded.split(",") == [str(route.inputs["spec"]["target"]["port"])] == ["80"]
+    server = isvc(dev)["spec"]["predictor"]["model"]
+    assert server["ports"][0]["containerPort"] == HTTP_PORT
+    (peer_auth,) = [r for r in of_kind(dev, "PeerAuthentication")
+                    if r.inputs["metadata"].get("name") == "cifar10-metrics"]
+    assert peer_auth.inputs["spec"]["mtls"] == {"mode": "STRICT"}
+    assert peer_auth.inputs["spec"]["portLevelMtls"][str(HTTP_PORT)] == {"mode": "PERMISSIVE"}
+    (policy,) = [r for r in of_kind(dev, "NetworkPolicy")
+                 if r.inputs["metadata"]["name"] == "model-servers"]
+    admitted = [rule for rule in policy.inputs["spec"]["ingress"]
+                if {"protocol": "TCP", "port": HTTP_PORT} in rule["ports"]]
+    assert admitted and all(
+        all(peer.get("namespaceSelector", {}).get("matchLabels", {}).get(
+            "kubernetes.io/metadata.name") in {NAMESPACE, "istio-system"} for peer in rule["from"])
+        for rule in admitted)
+
+
+def test_a_model_with_a_replica_keeps_its_http_port_mutual_tls_only(staging):
+    (peer_auth,) = [r for r in of_kind(staging, "PeerAuthentication")
+                    if r.inputs["metadata"].get("name") == "cifar10-metrics"]
+    assert list(peer_auth.inputs["spec"]["portLevelMtls"]) == ["8002"]
 
 
 def test_staging_and_prod_install_no_add_on(staging, prod):
@@ -212,8 +242,8 @@ def test_the_route_targets_the_service_the_gateway_would(dev, staging):
 # ---- the gateway's route to the interceptor ---------------------------------------------------
 
 def interceptor_key(host: str) -> str:
-    """The interceptor's routing host: the request's Host without its port (pkg/routing/key.go
-    NewKeyFromRequest, 52-68, url.Hostname)."""
+    """The interceptor's routing host: the request's Host without its port (pkg/routing/table.go
+    Route, 187-200, and stripPort, pkg/routing/key.go:101-109)."""
     return host.rsplit(":", 1)[0] if re.search(r":\d+$", host) else host
 
 
@@ -363,7 +393,7 @@ def test_the_fallback_is_pinned_unprivileged_and_reached_only_by_the_interceptor
 def nginx():
     binary = NGINX if NGINX.exists() else shutil.which("nginx")
     if binary is None:
-        pytest.skip("nginx not available (make nginx unpacks Debian's under build/)")
+        missing_tool("nginx not available (make nginx unpacks Debian's under build/)")
     return str(binary)
 
 

@@ -19,7 +19,7 @@ from components.node_health import ADDON, FATAL_XIDS, alert_rules, prometheus_ru
 from components.versions import EKS_ADDON_VERSIONS
 from tests.components.test_k8s import releases
 from tests.crd_schema import UPSTREAM
-from tests.harness import ROOT_DIR, evaluate, set_path, stack_config
+from tests.harness import ROOT_DIR, evaluate, missing_tool, set_path, stack_config
 
 AGENT = UPSTREAM / "eks-node-monitoring-agent-1.7.0"
 DCGM_COUNTERS = UPSTREAM / "dcgm-exporter-4.8.2" / "default-counters.csv"
@@ -166,7 +166,7 @@ def _promtool_rule_file(tmp_path):
 @pytest.fixture
 def promtool():
     if not PROMTOOL.exists() and not shutil.which("promtool"):
-        pytest.skip("promtool not installed (make test unpacks Debian's prometheus package)")
+        missing_tool("promtool not installed (make test unpacks Debian's prometheus package)")
     return str(PROMTOOL if PROMTOOL.exists() else shutil.which("promtool"))
 
 

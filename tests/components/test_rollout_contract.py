@@ -19,7 +19,7 @@ The model of the receivers, each part from the pinned code (docs/architecture.md
 - A destination at the KEDA HTTP add-on's interceptor (a track that may be at zero replicas) sets
   the request's Host (Istio's per-destination `headers.request.set`); the interceptor (v0.15.0)
   forwards to the target Service of the InterceptorRoute whose hosts hold that Host, and answers
-  404 while there is none (interceptor/middleware/routing.go:40-55, pkg/routing/key.go:52-68):
+  404 while there is none (interceptor/middleware/routing.go:40-55, pkg/routing/table.go:187-200):
   the route reaches that Service, and must wait for the InterceptorRoute.
 """
 
