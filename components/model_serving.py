@@ -259,8 +259,10 @@ class ModelServing(pulumi.ComponentResource):
             if args.http_add_on is None:
                 raise ValueError("a track held while it wakes needs the KEDA HTTP add-on")
             cold_start = [args.http_add_on, *self._fallback(name, args)]
-        woken_by_gateway = any(track.min_replicas == 0 and (plan, track) not in held
-                               for plan in args.plans for track in plan.tracks)
+        woken_by_gateway = any(
+            track.min_replicas == 0 and ((plan, track) not in held
+                                         or plan.backend.grpc_direct_while_held)
+            for plan in args.plans for track in plan.tracks)
         if args.monitoring is not None and woken_by_gateway:
             # Scale from zero reads the gateway's request metrics (Triton has none at zero).
             custom_resource(self, f"{name}-gateway-monitor", gateway_pod_monitor(), ready)

@@ -59,13 +59,17 @@ def keda_triggers(plan: ModelPlan, track: str = STABLE) -> list[tuple[str, str]]
     """(Prometheus query, threshold) pairs KEDA scales a track on, for either backend: Triton's
     backlog on the track's own pods, plus, for a track that may be at zero replicas, the demand
     that wakes it up: the interceptor's, where it holds the track's requests, else the
-    gateway's."""
+    gateway's; both where the interceptor holds only the track's HTTP and the gateway sends its
+    gRPC straight to the Service (Seldon). KEDA activates on any trigger and the HPA takes the
+    largest, so either wakes it, and neither asks for more than one replica."""
     triggers = [(backlog_query(plan, track), str(plan.config.target_pending_requests))]
     spec = plan.track(track)
     if spec.min_replicas == 0:
-        demand = (held_demand_query(plan, track) if cold_start.held(plan, spec)
-                  else demand_query(plan))
-        triggers.append((demand, "1"))
+        held = cold_start.held(plan, spec)
+        if held:
+            triggers.append((held_demand_query(plan, track), "1"))
+        if not held or plan.backend.grpc_direct_while_held:
+            triggers.append((demand_query(plan), "1"))
     return triggers
 
 

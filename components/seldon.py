@@ -26,6 +26,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import naming
+from components.cold_start import held, interceptor_destination
 from components.k8s import BASELINE, custom_resource, helm_release, namespace
 from components.mesh import GATEWAY_SELECTOR
 from components.mesh import NAMESPACE as MESH_NAMESPACE
@@ -275,27 +276,46 @@ def client_prefix(plan: ModelPlan) -> str:
     return f"/seldon/{plan.namespace}/{plan.name}/"
 
 
-def _http_route(name: str, match: dict[str, str], rewrite: str, host: str) -> dict[str, Any]:
+def _http_route(name: str, match: dict[str, str], rewrite: str,
+                destination: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "match": [{"uri": match}], "rewrite": {"uri": rewrite},
-            "route": [{"destination": {"host": host, "port": {"number": HTTP_PORT}}}]}
+            "route": [destination]}
+
+
+def _http_destination(plan: ModelPlan, host: str) -> dict[str, Any]:
+    """Triton's HTTP port on the predictor Service, or, for a model that may be at zero
+    replicas, the KEDA HTTP add-on's interceptor, which holds the request until the predictor has
+    a Ready endpoint (components/cold_start.py). The gateway still rewrites the path: the
+    interceptor forwards path and Host as it receives them (kedacore/http-add-on v0.15.0
+    interceptor/handler/upstream.go:112-116; its target URL has no path,
+    interceptor/middleware/routing.go:118-133)."""
+    track = plan.track(STABLE)
+    if held(plan, track):
+        return interceptor_destination(plan, track.name)
+    return {"destination": {"host": host, "port": {"number": HTTP_PORT}}}
 
 
 def seldon_route(plan: ModelPlan, gateway_ref: str) -> dict[str, Any]:
     """The model's route on Seldon's gateway, owned by the stack: it exists from the first
     `pulumi up`, whether or not a replica is Ready, and targets the predictor Service, which the
     operator creates on its first reconcile (seldondeployment_controller.go:2088). The
-    VirtualService has the operator's name for it, so an old one is never shadowed silently."""
+    VirtualService has the operator's name for it, so an old one is never shadowed silently.
+    HTTP to a model that may be at zero replicas goes through the interceptor; gRPC always goes
+    straight to the predictor (`Seldon.grpc_direct_while_held`)."""
     prefix = client_prefix(plan)
     host = f"{naming.seldon_predictor_service(plan.name)}.{plan.namespace}.svc.cluster.local"
     model = f"v2/models/{plan.name}"
+    to = _http_destination(plan, host)
     http = [
         # Istio replaces the matched prefix (or the whole path of an exact match) with the
         # rewrite: /seldon/<ns>/<model>/v2/models/<model>/infer -> /v2/models/<model>/infer.
-        _http_route("model", {"prefix": f"{prefix}{model}/"}, f"/{model}/", host),
-        _http_route("model-metadata", {"exact": f"{prefix}{model}"}, f"/{model}", host),
-        _http_route("live", {"exact": f"{prefix}v2/health/live"}, LIVE_PATH, host),
-        _http_route("ready", {"exact": f"{prefix}v2/health/ready"}, READY_PATH, host),
-        # gRPC as the operator routed it: by the `seldon` and `namespace` headers.
+        _http_route("model", {"prefix": f"{prefix}{model}/"}, f"/{model}/", to),
+        _http_route("model-metadata", {"exact": f"{prefix}{model}"}, f"/{model}", to),
+        _http_route("live", {"exact": f"{prefix}v2/health/live"}, LIVE_PATH, to),
+        _http_route("ready", {"exact": f"{prefix}v2/health/ready"}, READY_PATH, to),
+        # gRPC as the operator routed it: by the `seldon` and `namespace` headers, straight to
+        # the predictor: while no replica is Ready the gateway answers UNAVAILABLE, which gRPC
+        # clients treat as retryable, and its request count wakes the model.
         {"name": "grpc",
          "match": [{"uri": {"regex": f"/{GRPC_SERVICE.replace('.', '[.]')}/"
                                      f"({'|'.join(GRPC_METHODS)})"},
@@ -350,10 +370,11 @@ class Seldon(ServingBackend):
     serving_ports = (HTTP_PORT, GRPC_PORT)
     # The route never changes, and must exist while no replica is Ready (scale to zero).
     route_waits_for_ready = False
-    # Its route (paths, gRPC by headers) goes straight to the predictor: a model at zero replicas
-    # answers 503 until it is Ready (docs/gpu-capacity.md, "Holding requests while a model
-    # wakes").
-    holds_requests_while_waking = False
+    # HTTP to a model that may be at zero replicas is held by the interceptor while it wakes;
+    # gRPC is not (docs/gpu-capacity.md, "Holding requests while a model wakes"): the
+    # interceptor's route forwards to one port of the Service, Triton's HTTP one.
+    holds_requests_while_waking = True
+    grpc_direct_while_held = True
     http_service_port = HTTP_PORT
     http_container_port = HTTP_PORT
 

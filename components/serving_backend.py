@@ -64,6 +64,11 @@ class ServingBackend(ABC):
     holds_requests_while_waking: bool
     """Whether the route sends a track that may be at zero replicas through the KEDA HTTP
     add-on's interceptor, which holds its requests while it wakes (components/cold_start.py)."""
+    grpc_direct_while_held: bool = False
+    """Whether the route still sends a held track's gRPC straight to its Service (the
+    interceptor's route forwards to the Service's HTTP port only): those requests get the
+    gateway's UNAVAILABLE while the track wakes, and the gateway's request count must wake it
+    too."""
 
     @abstractmethod
     def install_runtime(self, name: str, args: RuntimeArgs,

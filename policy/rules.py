@@ -17,6 +17,7 @@ tests/policy/test_engine_path.py runs the pack through pulumi-policy's own analy
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -926,33 +927,55 @@ def prod_model_capacity_on_demand(args: Any, report: Report) -> None:
                    "prod; waive with prodWaivers spotModelCapacity if that is a choice")
 
 
+def _seldon_predictor_service(sdep: str, predictor: str) -> str:
+    """The predictor's Service, `GetPredictorKey` (seldon-core v1.17.1
+    operator/apis/machinelearning.seldon.io/v1/seldondeployment_types.go:92-96, 157-172): a name
+    over 63 characters becomes `seldon-<md5>`."""
+    name = f"{sdep}-{predictor}"
+    return name if len(name) <= 63 else f"seldon-{hashlib.md5(name.encode()).hexdigest()}"
+
+
+def _zero_replica_services(server: Any) -> list[str]:
+    """The Services in front of a model server's pods that may be at zero replicas."""
+    name = _name(server)
+    if server.resource_type == SELDON:
+        services = []
+        for predictor in _seq(_path(server.props, "spec", "predictors")):
+            predictor = _map(predictor)
+            floors = [_number(pod.min_replicas)
+                      for pod in _seldon_pods({"predictors": [predictor]}, True)]
+            if any(floor == 0 for floor in floors):
+                services.append(_seldon_predictor_service(name, str(predictor.get("name"))))
+        return services
+    floor = _number(_path(server.props, "spec", "predictor", "minReplicas"))
+    # Unset: KServe's default floor is 1.
+    return [f"{name}-predictor"] if floor is not None and floor <= 0 else []
+
+
 @stack_rule("zero-replica-models-held")
 def zero_replica_models_held(args: Any, report: Report) -> None:
-    """A KServe model that may be at zero replicas holds its requests while it wakes (budget and fallback).
+    """A model that may be at zero replicas holds its HTTP requests while it wakes (budget and fallback).
 
     The KEDA HTTP add-on's interceptor holds a request for its InterceptorRoute's
     `timeouts.readiness`, then hands it to `coldStart.fallback` (503 with Retry-After); without a
     route the gateway answers 503 at once, without a budget a request waits until the client
     gives up, without a fallback the answer is 504 (docs/gpu-capacity.md, "Holding requests
-    while a model wakes")."""
+    while a model wakes"). KServe's predictor Service, or Seldon's (`<sdep>-<predictor>`)."""
     routes = _of(args.resources, INTERCEPTOR_ROUTE)
-    for server in _of(args.resources, ISVC):
-        floor = _number(_path(server.props, "spec", "predictor", "minReplicas"))
-        if floor is None or floor > 0:  # unset: KServe's default floor is 1
-            continue
+    for server in _of(args.resources, *MODEL_SERVERS):
         name, namespace = _name(server), _path(server.props, "metadata", "namespace")
-        predictor = f"{name}-predictor"
-        held = [r for r in routes
-                if _path(r.props, "metadata", "namespace") == namespace
-                and _path(r.props, "spec", "target", "service") == predictor]
-        if not held:
-            report(f"{name}: minReplicas 0 and no InterceptorRoute targets {predictor}: its "
-                   "requests get 503 while it wakes")
-        for route in held:
-            spec = _map(route.props.get("spec"))
-            if not _path(spec, "timeouts", "readiness"):
-                report(f"{route.name}: no timeouts.readiness: a request to {name} waits until "
-                       "the client gives up")
-            if not _path(spec, "coldStart", "fallback", "service"):
-                report(f"{route.name}: no coldStart.fallback: past the budget {name} answers "
-                       "504 without Retry-After")
+        for predictor in _zero_replica_services(server):
+            held = [r for r in routes
+                    if _path(r.props, "metadata", "namespace") == namespace
+                    and _path(r.props, "spec", "target", "service") == predictor]
+            if not held:
+                report(f"{name}: minReplicas 0 and no InterceptorRoute targets {predictor}: "
+                       "its requests get 503 while it wakes")
+            for route in held:
+                spec = _map(route.props.get("spec"))
+                if not _path(spec, "timeouts", "readiness"):
+                    report(f"{route.name}: no timeouts.readiness: a request to {name} waits "
+                           "until the client gives up")
+                if not _path(spec, "coldStart", "fallback", "service"):
+                    report(f"{route.name}: no coldStart.fallback: past the budget {name} "
+                           "answers 504 without Retry-After")

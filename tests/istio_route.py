@@ -4,8 +4,13 @@ exact matches), and `rewrite.uri` replaces the matched prefix, or the whole path
 match (istio.io HTTPRewrite.uri; pilot/pkg/networking/core/route/route.go sets Envoy's
 prefix_rewrite, which swaps "the matched prefix (or path)"). No route: Envoy answers 404.
 
+A destination's `headers.request.set.host` is the Host the request leaves with (Istio makes it
+that cluster's host rewrite). `interceptor_target` is where the KEDA HTTP add-on's interceptor
+forwards a request it holds, by that Host.
+
 `RoutingProxy` serves those routes on loopback in front of real servers, so a client can be
-tested against exactly the paths the stack renders.
+tested against exactly the paths the stack renders, through the interceptor where the route sends
+it there.
 """
 
 from __future__ import annotations
@@ -26,6 +31,24 @@ class Routed:
     path: str
     host: str
     port: int
+    authority: str | None = None
+    """The Host the destination sets, or None: the client's own."""
+
+
+def interceptor_target(routes: Sequence[Mapping[str, Any]], host: str) -> tuple[str, int] | None:
+    """Where the KEDA HTTP add-on's interceptor (v0.15.0) forwards a request with this Host once
+    the target has a ready endpoint: the InterceptorRoute whose `rules[].hosts` name the Host
+    without its port (pkg/routing/key.go:42-68; exact hosts only, the stack writes no others), to
+    `<service>.<route's namespace>:<port>` (interceptor/middleware/routing.go:118-133), path and
+    Host unchanged (interceptor/handler/upstream.go:112-116). None: it answers 404 (routing.go:
+    40-47)."""
+    name = re.sub(r":\d+$", "", host)
+    for route in routes:
+        spec = route["spec"]
+        if any(name in rule.get("hosts", []) for rule in spec.get("rules", [])):
+            target = spec["target"]
+            return f"{target['service']}.{route['metadata']['namespace']}", target["port"]
+    return None
 
 
 def route(routes: Sequence[Mapping[str, Any]], path: str,
@@ -47,19 +70,28 @@ def route(routes: Sequence[Mapping[str, Any]], path: str,
                 target = path
             else:
                 continue
-            destination = entry["route"][0]["destination"]
-            return Routed(target, destination["host"], destination["port"]["number"])
+            to = entry["route"][0]
+            destination = to["destination"]
+            authority = ((to.get("headers") or {}).get("request") or {}).get("set", {}).get("host")
+            return Routed(target, destination["host"], destination["port"]["number"], authority)
     return None
 
 
 class RoutingProxy:
     """HTTP on loopback: each request goes where `routes` send it, to `upstreams[(host, port)]`
-    (a base URL); 404 when nothing matches. A context manager that always stops the server."""
+    (a base URL); 404 when nothing matches. A request the routes send to `interceptor` (its
+    (host, port)) goes on where `interceptor_routes` (InterceptorRoute manifests) forward it, as
+    once the target is ready. A context manager that always stops the server."""
 
     def __init__(self, routes: Sequence[Mapping[str, Any]],
-                 upstreams: Mapping[tuple[str, int], str]):
+                 upstreams: Mapping[tuple[str, int], str],
+                 interceptor: tuple[str, int] | None = None,
+                 interceptor_routes: Sequence[Mapping[str, Any]] = ()):
         self.routes, self.upstreams = routes, upstreams
+        self.interceptor, self.interceptor_routes = interceptor, interceptor_routes
         self.seen: list[tuple[str, str | None]] = []
+        self.hops: list[tuple[tuple[str, int], ...]] = []
+        """Per routed request, the (host, port) it went to, then where the interceptor sent it."""
         proxy = self
 
         class Handler(http_server_handler()):
@@ -70,7 +102,16 @@ class RoutingProxy:
                 if target is None:
                     self._answer(404, b"no route", {})
                     return
-                base = proxy.upstreams[(target.host, target.port)]
+                hops = [(target.host, target.port)]
+                if hops[0] == proxy.interceptor:
+                    onward = interceptor_target(proxy.interceptor_routes,
+                                                target.authority or self.headers["Host"])
+                    if onward is None:
+                        self._answer(404, b"no interceptor route", {})
+                        return
+                    hops.append(onward)
+                proxy.hops.append(tuple(hops))
+                base = proxy.upstreams[hops[-1]]
                 length = int(self.headers.get("Content-Length") or 0)
                 request = urllib.request.Request(
                     base + target.path + (f"?{query}" if query else ""),

@@ -1,4 +1,4 @@
-"""components/cold_start.py: a KServe model at zero replicas holds its requests while it wakes.
+"""components/cold_start.py: a model at zero replicas holds its (HTTP) requests while it wakes.
 
 Each test states one behaviour of the pinned upstream code the design relies on
 (docs/gpu-capacity.md, "Holding requests while a model wakes", cites the file and line) as an
@@ -36,7 +36,7 @@ from components.config.errors import ConfigError
 from components.config.runtime import _decode
 from components.config.serving import COLD_START_BUDGET_MAX_SECONDS
 from components.kserve import PREDICTOR_SERVICE_PORT
-from components.promql import held_demand_query
+from components.promql import demand_query, held_demand_query
 from components.versions import CHARTS, COLD_START_FALLBACK_IMAGE, COLD_START_FALLBACK_UID
 from tests import istio_route
 from tests.components.test_inference_service import CIFAR10, OLD, isvc, of_kind
@@ -348,11 +348,13 @@ def test_prometheus_scrapes_the_interceptor_on_its_metrics_port(dev):
 
 # ---- the fallback: 503 with Retry-After --------------------------------------------------------
 
-def _dev_plan():
-    """The dev stack's one model, planned the way the program plans it."""
+def _dev_plan(config: dict[str, str] | None = None):
+    """The dev stack's one model (or that of `config`, the dev stack's changed), planned the way
+    the program plans it."""
     from components import stack_inputs
 
-    raw = {k.split(":", 1)[1]: _decode(v) for k, v in stack_config("dev").items()
+    config = stack_config("dev") if config is None else config
+    raw = {k.split(":", 1)[1]: _decode(v) for k, v in config.items()
            if k.startswith("mlserve:")}
     inputs, problems = stack_inputs.check(raw, [], ROOT_DIR)
     assert inputs is not None, problems
@@ -476,10 +478,42 @@ def test_the_budget_reaches_the_route_and_the_fallbacks_answer():
     assert "cold-start budget of 90 s" in conf
 
 
-def test_seldon_routes_no_model_through_the_interceptor():
-    """Seldon's route (paths, gRPC by headers) goes straight to the model: nothing held."""
-    graph = evaluate("dev", config=set_path(stack_config("dev"), "modelServing.backend",
-                                            "seldon"))
+def test_seldon_holds_http_and_wakes_on_both_the_interceptor_and_the_gateway():
+    """Seldon's route sends HTTP (path prefixes, rewritten at the gateway) to the interceptor,
+    which forwards path and Host as received (interceptor/handler/upstream.go:112-116) to
+    Triton's HTTP port on the predictor Service; gRPC (by headers) still goes straight to the
+    predictor, so both the interceptor's metrics and the gateway's wake the model."""
+    config = set_path(stack_config("dev"), "modelServing.backend", "seldon")
+    graph = evaluate("dev", config=config)
     assert graph.error is None, graph.error
-    assert not routes(graph) and not graph.of_type("mlserve:cold_start:ColdStart")
-    assert "interceptor" not in str(virtual_service(graph).inputs["spec"])
+    plan = _dev_plan(config)
+    (route,) = routes(graph)
+    spec = route.inputs["spec"]
+    host = "cifar10-default.models.svc.cluster.local"
+    assert route.inputs["metadata"]["name"] == "cifar10-default"
+    assert spec["target"] == {"service": "cifar10-default", "port": 9000}
+    assert spec["rules"] == [{"hosts": [host]}]
+    assert crd_errors(obj(route), ROUTE_SCHEMA) == []
+    http = virtual_service(graph).inputs["spec"]["http"]
+    infer = istio_route.route(http, "/seldon/models/cifar10/v2/models/cifar10/infer")
+    assert infer is not None and infer.path == "/v2/models/cifar10/infer"
+    assert (infer.host, infer.port) == (f"{cold_start.INTERCEPTOR_PROXY_SERVICE}.{NAMESPACE}"
+                                        ".svc.cluster.local", cold_start.INTERCEPTOR_PROXY_PORT)
+    assert infer.authority == host
+    grpc = istio_route.route(http, "/inference.GRPCInferenceService/ModelInfer",
+                             {"seldon": "cifar10", "namespace": "models"})
+    assert grpc is not None and (grpc.host, grpc.port, grpc.authority) == (host, 9500, None)
+    # The fallback's port is no port of the predictor Service (Triton's 9000 and 9500).
+    assert FALLBACK_PORT not in {9000, 9500}
+    assert named(graph, "kubernetes:core/v1:Service", FALLBACK)
+    conf = named(graph, "kubernetes:core/v1:ConfigMap", FALLBACK).inputs["data"]["nginx.conf"]
+    assert f'"{host}" "cifar10 did not become ready' in conf
+    (sdep,) = graph.of_type("kubernetes:machinelearning.seldon.io/v1:SeldonDeployment")
+    triggers = [t["metadata"]["query"] for t in
+                sdep.inputs["spec"]["predictors"][0]["componentSpecs"][0]["kedaSpec"]["triggers"]]
+    assert held_demand_query(plan, "stable") in triggers
+    assert demand_query(plan) in triggers
+    # The gateway's metrics are still scraped (gRPC wakes it), and the interceptor's.
+    for monitor in ("istio-ingressgateway", "keda-http-interceptor"):
+        assert named(graph, "kubernetes:monitoring.coreos.com/v1:PodMonitor", monitor)
+    assert graph.waits_for(virtual_service(graph), route)

@@ -11,7 +11,10 @@ import pytest
 import yaml
 
 from components import naming, seldon
+from components.cold_start import interceptor_peer
 from components.config.capacity import pod_requests
+from components.naming import STABLE
+from components.promql import held_demand_query
 from components.versions import (
     SELDON_INITIALIZER_REQUESTS,
     SIDECAR_REQUESTS,
@@ -29,6 +32,7 @@ SDEP = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 ROUTE = "kubernetes:networking.istio.io/v1:VirtualService"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+INTERCEPTOR_ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
 CHART_VALUES = UPSTREAM / "seldon-core-operator-1.17.1" / "values.yaml"
 STACKS = ("dev", "staging", "prod")
 CPU_MODEL = {"gpus": 0, "minReplicas": 1, "maxReplicas": 2, "cpu": "1", "memory": "2Gi"}
@@ -60,6 +64,12 @@ def seldon_dev():
 @pytest.fixture(scope="module", params=STACKS)
 def every_stack(request):
     return seldon_graph(request.param)
+
+
+def seldon_plan():
+    from tests.components.test_cold_start import _dev_plan
+
+    return _dev_plan(seldon_stack("dev"))
 
 
 def sdep(graph):
@@ -294,12 +304,21 @@ def test_kedaspec_triggers_select_the_operators_pods(every_stack):
     assert f'pod=~"{naming.seldon_pod_prefix("cifar10")}.*"' in backlog["metadata"]["query"]
     assert backlog["metadata"]["threshold"] == "4"
     (route,) = every_stack.of_type(ROUTE)
-    destination = route.inputs["spec"]["http"][0]["route"][0]["destination"]["host"]
-    if every_stack.stack == "dev":  # scales to zero: the gateway's demand wakes it
-        (demand,) = wake
+    grpc = next(e for e in route.inputs["spec"]["http"] if e["name"] == "grpc")
+    destination = grpc["route"][0]["destination"]["host"]
+    if every_stack.stack == "dev":
+        # Scales to zero: HTTP is held at the interceptor, whose metrics for the route wake it;
+        # gRPC goes straight to the predictor, where the gateway's count wakes it.
+        held, gateway = wake
         service = destination.split(".")[0]
-        assert f'destination_service_name="{service}"' in demand["metadata"]["query"]
         assert service == naming.seldon_predictor_service("cifar10") == "cifar10-default"
+        assert held["metadata"]["query"] == held_demand_query(seldon_plan(), STABLE)
+        assert f'route_name="{service}"' in held["metadata"]["query"]
+        assert f'destination_service_name="{service}"' in gateway["metadata"]["query"]
+        assert 'reporter="source"' in gateway["metadata"]["query"]
+        # Each capped at 1: together they only wake the model, the backlog decides beyond.
+        assert all(t["metadata"]["query"].startswith("clamp_max(") and
+                   t["metadata"]["threshold"] == "1" for t in wake)
     else:
         assert wake == []
 
@@ -388,7 +407,13 @@ def test_pod_pattern_everywhere_is_the_operators(every_stack):
     (dashboard,) = [r for r in every_stack.resources if r.type == "kubernetes:core/v1:ConfigMap"
                     and r.inputs["metadata"]["name"] == "mlserve-model-cifar10"]
     panels = json.loads(next(iter(dashboard.inputs["data"].values())))["panels"]
-    assert all(pattern in p["targets"][0]["expr"] for p in panels)
+    # Triton's panels select the operator's pods; the interceptor's (a model that may be at
+    # zero replicas) its route, the predictor Service.
+    pods = [p["targets"][0]["expr"] for p in panels if "interceptor" not in p["title"]]
+    assert pods and all(pattern in expr for expr in pods)
+    held = [p["targets"][0]["expr"] for p in panels if "interceptor" in p["title"]]
+    assert len(held) == (2 if every_stack.stack == "dev" else 0)
+    assert all('route_name=~"cifar10-default"' in expr for expr in held)
 
 
 # ---- route and endpoint -----------------------------------------------------------------------
@@ -400,7 +425,10 @@ def test_the_route_exists_whatever_the_replicas(every_stack):
     assert route.inputs["metadata"]["name"] == "cifar10"
     assert spec["hosts"] == ["*"] and spec["gateways"] == ["istio-system/seldon-gateway"]
     host = "cifar10-default.models.svc.cluster.local"
-    assert {d["destination"]["host"] for r in spec["http"] for d in r["route"]} == {host}
+    # Every request is for the predictor Service: straight, or (HTTP to a model that may be at
+    # zero replicas) through the interceptor, with the Service as its Host.
+    assert {d.get("headers", {}).get("request", {}).get("set", {}).get("host")
+            or d["destination"]["host"] for r in spec["http"] for d in r["route"]} == {host}
     model = spec["http"][0]
     assert model["match"] == [{"uri": {"prefix": "/seldon/models/cifar10/v2/models/cifar10/"}}]
     assert model["rewrite"] == {"uri": "/v2/models/cifar10/"}
@@ -430,7 +458,45 @@ def test_the_route_passes_the_v2_api_a_client_needs_and_nothing_else(seldon_dev)
     assert routed("/inference.GRPCInferenceService/ModelInfer") is None  # headers required
     assert routed("/inference.GRPCInferenceService/RepositoryModelUnload", grpc) is None
     grpc_route = next(e for e in http if e["name"] == "grpc")
-    assert grpc_route["route"][0]["destination"]["port"] == {"number": 9500}
+    assert grpc_route["route"] == [{"destination": {
+        "host": "cifar10-default.models.svc.cluster.local", "port": {"number": 9500}}}]
+
+
+def test_http_to_a_model_that_may_be_at_zero_is_held_grpc_is_not(every_stack):
+    """The gateway rewrites the path, then sends HTTP to the interceptor with the predictor
+    Service as Host; the interceptor forwards path and Host as received (http-add-on v0.15.0
+    interceptor/handler/upstream.go:112-116) to `<service>.<namespace>:<port>` (routing.go:
+    118-133), i.e. Triton's HTTP port on the predictor Service. gRPC stays direct: the route's
+    target is one port, and the interceptor speaks HTTP/2 upstream only to a port whose
+    appProtocol is `kubernetes.io/h2c` (upstream.go:147-172), which the operator never sets."""
+    (route,) = every_stack.of_type(ROUTE)
+    http = route.inputs["spec"]["http"]
+    held = every_stack.stack == "dev"
+    host = "cifar10-default.models.svc.cluster.local"
+    for entry in http:
+        (to,) = entry["route"]
+        if entry["name"] == "grpc" or not held:
+            assert to["destination"]["host"] == host and "headers" not in to
+        else:
+            assert to == {"destination": {
+                "host": "keda-add-ons-http-interceptor-proxy.keda-http.svc.cluster.local",
+                "port": {"number": 8080}}, "headers": {"request": {"set": {"host": host}}}}
+            assert "rewrite" in entry and "timeout" not in entry
+    intercepted = every_stack.of_type(INTERCEPTOR_ROUTE)
+    if not held:
+        assert intercepted == []
+        return
+    (intercepted_route,) = intercepted
+    spec = intercepted_route.inputs["spec"]
+    assert intercepted_route.inputs["metadata"]["namespace"] == "models"
+    assert spec["target"] == {"service": "cifar10-default", "port": seldon.HTTP_PORT}
+    assert spec["rules"] == [{"hosts": [host]}]
+    # The fallback's port is no port of the predictor Service (the operator's Service has
+    # Triton's http and grpc ports, docs/architecture.md): the interceptor's sidecar passes the
+    # model's Host on it through to the fallback (docs/gpu-capacity.md).
+    fallback = spec["coldStart"]["fallback"]["service"]
+    assert fallback["port"] not in seldon.SELDON.serving_ports
+    assert every_stack.waits_for(route, intercepted_route)
 
 
 def test_endpoint_is_the_tutorials_client_url(every_stack):
@@ -467,9 +533,12 @@ def test_pulumi_up_waits_for_the_new_revision_where_there_is_a_floor(every_stack
 
 
 def test_network_policy_opens_tritons_ports_only(seldon_dev):
-    (policy,) = seldon_dev.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    (policy,) = [p for p in seldon_dev.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                 if p.inputs["metadata"]["name"] == "model-servers"]
     gateway_rule = policy.inputs["spec"]["ingress"][0]
     assert sorted(p["port"] for p in gateway_rule["ports"]) == [9000, 9500]
+    # The gateway, and the interceptor that holds HTTP while the model wakes (dev).
+    assert interceptor_peer() in gateway_rule["from"]
 
 
 def test_the_storage_initializer_counts_in_the_pods_requests():

@@ -40,14 +40,18 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from components import naming
+from components import cold_start, naming
 from tests.components import test_rollout_contract as contract
 from tests.components.test_rollout_contract import Transition, repo  # noqa: F401 (a fixture)
 from tests.harness import Graph, Res, evaluate, set_path, stack_config
+from tests.istio_route import interceptor_target
 
 SDEP = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 ROUTE = "kubernetes:networking.istio.io/v1:VirtualService"
+INTERCEPTOR_ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
+INTERCEPTOR = (f"{cold_start.INTERCEPTOR_PROXY_SERVICE}.{cold_start.NAMESPACE}.svc.cluster.local",
+               cold_start.INTERCEPTOR_PROXY_PORT)
 NO_ENGINE = "seldon.io/no-engine"
 ENGINE_PORTS = {"http": 8000, "grpc": 5001}  # chart executor.port; ctl:82-83
 DEFAULT_USER = {"runAsUser": 8888}  # chart defaultUserID
@@ -190,10 +194,28 @@ def check(transition: Transition) -> list[str]:
             transition.fail(f"{name}: no route of the stack's (the operator's waits for a "
                             "Ready replica)")
         else:
+            held = [r.inputs for r in after.of_type(INTERCEPTOR_ROUTE)]
             for entry in route.inputs["spec"]["http"]:
                 for target in entry["route"]:
-                    host = target["destination"]["host"].split(".")[0]
+                    host = target["destination"]["host"]
                     port = target["destination"]["port"]["number"]
+                    if (host, port) == INTERCEPTOR:
+                        # Held while it wakes: where the interceptor forwards it.
+                        onward = interceptor_target(held, target["headers"]["request"]["set"]
+                                                    ["host"])
+                        if onward is None:
+                            transition.fail(f"{name}: routes to the interceptor, which has no "
+                                            "route for it")
+                            continue
+                        host, port = onward
+                        (fallback,) = [r["spec"]["coldStart"]["fallback"]["service"]["port"]
+                                       for r in held if r["spec"]["target"]["service"]
+                                       == host.split(".")[0]]
+                        if fallback in built.services.get(host.split(".")[0], {}).get(
+                                "ports", {}).values():
+                            transition.fail(f"{name}: the fallback's port {fallback} is a port "
+                                            f"of {host}: the sidecar would route it there")
+                    host = host.split(".")[0]
                     if port not in built.services.get(host, {}).get("ports", {}).values():
                         transition.fail(f"{name}: routes to {host}:{port}, which the operator "
                                         "doesn't serve")
@@ -287,6 +309,28 @@ def test_scale_to_zero_has_a_route_and_nothing_to_wait_for():
     (scaled,) = operator_builds(_objects(graph, SDEP)["cifar10"].inputs).scaled_objects.values()
     assert scaled["minReplicaCount"] == 0 and scaled["scaleTargetRef"]["name"] == \
         "cifar10-default-0-triton"
+    # Its HTTP is held at the interceptor, whose route forwards to the predictor Service the
+    # operator creates on its first reconcile, on Triton's HTTP port.
+    (held,) = graph.of_type(INTERCEPTOR_ROUTE)
+    built = operator_builds(_objects(graph, SDEP)["cifar10"].inputs)
+    target = held.inputs["spec"]["target"]
+    assert built.services[target["service"]]["ports"]["http"] == target["port"]
+
+
+def test_a_fallback_on_a_port_of_the_predictor_service_is_caught():
+    config = set_path(stack_config("dev"), "modelServing.backend", "seldon")
+    graph = evaluate("dev", config=config)
+
+    def on_tritons_port(res: Res) -> Res:
+        if res.type != INTERCEPTOR_ROUTE:
+            return res
+        inputs = json.loads(json.dumps(res.inputs))
+        inputs["spec"]["coldStart"]["fallback"]["service"]["port"] = 9500
+        return replace(res, inputs=inputs)
+
+    edited = replace(graph, resources=[on_tritons_port(r) for r in graph.resources])
+    problems = check(Transition(edited, edited))
+    assert any("the fallback's port 9500" in p for p in problems), problems
 
 
 # ---- the contract can fail --------------------------------------------------------------------

@@ -453,6 +453,12 @@ CASES: list[tuple[str, str, list[View], bool]] = [
     ("held: a route to another Service", "zero-replica-models-held",
      [isvc(minReplicas=0), interceptor_route(target={"service": "x-predictor", "port": 80})],
      True),
+    ("held: Seldon at zero without a route", "zero-replica-models-held", [seldon(0)], True),
+    ("held: Seldon at zero, its predictor's route", "zero-replica-models-held",
+     [seldon(0), interceptor_route(target={"service": "m-default", "port": 9000})], False),
+    ("held: Seldon at zero, KServe's Service name", "zero-replica-models-held",
+     [seldon(0), interceptor_route()], True),
+    ("held: Seldon with a floor", "zero-replica-models-held", [seldon(1)], False),
     ("public endpoint: 0.0.0.0/0 in prod", "eks-endpoint-restricted",
      [eks(**endpoint("0.0.0.0/0"))], True),
     ("public endpoint: no CIDRs means 0.0.0.0/0", "eks-endpoint-restricted",
@@ -640,3 +646,12 @@ def test_the_packs_copies_of_stack_constants_match_the_stack():
     assert {"key": GPU_TAINT.key, "effect": GPU_TAINT.effect} == rules.GPU_TAINT
     assert (rules.ISVC_POD_LABEL, rules.SELDON_POD_LABEL) == (ISVC_LABEL, SELDON_LABEL)
     assert rules.POOL_LABEL == POOL_LABEL
+
+
+@pytest.mark.parametrize("model", ["m", "a" * 55])
+def test_the_packs_seldon_service_names_are_the_stacks(model):
+    """Its copy of the operator's predictor Service name, hashed past 63 characters too."""
+    from components.naming import seldon_predictor_service
+    from policy import rules
+
+    assert rules._seldon_predictor_service(model, "default") == seldon_predictor_service(model)

@@ -1,5 +1,6 @@
 """The Seldon client path end to end, offline: a real Triton started with the arguments the stack
-renders for Seldon, behind a proxy that applies the stack's VirtualService as Istio does
+renders for Seldon, behind a proxy that applies the stack's VirtualService as Istio does and,
+for the model that may be at zero replicas, its InterceptorRoute as the interceptor does
 (tests/istio_route.py), reached at the URL the stack outputs by tools.smoke."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from components import cold_start
 from modelrepo import repository
 from tests.harness import ROOT_DIR, evaluate, set_path, stack_config
 from tests.istio_route import RoutingProxy
@@ -21,6 +23,10 @@ from tools.models.serve import TritonServer, write_twins
 
 SDEP = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 ROUTE = "kubernetes:networking.istio.io/v1:VirtualService"
+INTERCEPTOR_ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
+INTERCEPTOR = (f"{cold_start.INTERCEPTOR_PROXY_SERVICE}.{cold_start.NAMESPACE}.svc.cluster.local",
+               cold_start.INTERCEPTOR_PROXY_PORT)
+PREDICTOR = "cifar10-default.models"
 # What the harness owns on loopback: the binary, its ports and the repository folder.
 HARNESS_FLAGS = ("--http-port=", "--grpc-port=", "--model-repository=")
 
@@ -36,7 +42,9 @@ def rendered():
     (sdep,) = graph.of_type(SDEP)
     (container,) = sdep.inputs["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"]
     (route,) = graph.of_type(ROUTE)
-    return container["args"], route.inputs["spec"]["http"], graph.exports["models"]["cifar10"]
+    held = [r.inputs for r in graph.of_type(INTERCEPTOR_ROUTE)]
+    return (container["args"], route.inputs["spec"]["http"], graph.exports["models"]["cifar10"],
+            held)
 
 
 def tritons_own_args(args: list[str]) -> tuple[str, ...]:
@@ -58,11 +66,14 @@ def repository_with_a_broken_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(rendered, repository_with_a_broken_model):
-    args, routes, endpoint = rendered
+    args, routes, endpoint, held = rendered
     with TritonServer(str(repository_with_a_broken_model),
                       extra_args=tritons_own_args(args)) as server:
-        upstream = {("cifar10-default.models.svc.cluster.local", 9000): server.url}
-        with RoutingProxy(routes, upstream) as proxy:
+        # The model may be at zero replicas: its HTTP goes through the interceptor, which
+        # forwards to `<service>.<namespace>:<port>` (the predictor Service, Triton's HTTP port).
+        upstream = {(PREDICTOR, 9000): server.url}
+        with RoutingProxy(routes, upstream, interceptor=INTERCEPTOR,
+                          interceptor_routes=held) as proxy:
             yield server, proxy, endpoint
 
 
@@ -76,9 +87,10 @@ def test_the_stacks_url_passes_smoke_through_the_route(served):
     for check in ("/v2/health/live", "/v2/health/ready", "/v2/models/cifar10/ready",
                   "metadata", "inference"):
         assert f"PASS  {check}" in result.stdout
-    # Triton saw the paths without the prefix, as Envoy rewrites them.
+    # Triton saw the paths without the prefix, as Envoy rewrites them, through the interceptor.
     assert ("/seldon/models/cifar10/v2/models/cifar10/infer",
             "/v2/models/cifar10/infer") in proxy.seen
+    assert proxy.hops and set(proxy.hops) == {(INTERCEPTOR, (PREDICTOR, 9000))}
 
 
 def test_a_gateway_url_with_the_path_prefix(served):
@@ -125,7 +137,7 @@ def test_without_explicit_model_control_the_broken_model_stops_triton(
         rendered, repository_with_a_broken_model):
     """What the operator's default arguments (no explicit model control) did with the same
     repository: every model loads, and Triton exits on the one that can't."""
-    args, _, _ = rendered
+    args, _, _, _ = rendered
     default = tuple(a for a in tritons_own_args(args)
                     if not a.startswith(("--model-control-mode=", "--load-model=")))
     with pytest.raises(RuntimeError, match="tritonserver exited") as stopped:
