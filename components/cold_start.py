@@ -1,4 +1,4 @@
-"""Holding requests while a model wakes (KServe): the KEDA HTTP add-on's interceptor sits between
+"""Holding requests while a model wakes: the KEDA HTTP add-on's interceptor sits between
 the ingress gateway and every track that may be at zero replicas, holds each request until the
 track has a Ready endpoint, for the model's cold-start budget, and past it hands the request to a
 small nginx that answers 503 with `Retry-After` (docs/gpu-capacity.md, "Holding requests while a
@@ -13,8 +13,10 @@ model wakes"; every upstream behaviour relied on is cited there with its file an
   Service and sets the Host to the track's predictor Service's cluster name (an Istio per-
   destination `headers.request.set`, which becomes that weighted cluster's host rewrite); the
   track's InterceptorRoute matches that Host.
-- KServe keeps owning the track's ScaledObject: its wake-up trigger reads the interceptor's own
-  request metrics for the track's route (components/promql.py), which Prometheus scrapes here.
+- The backend's controller (KServe, or Seldon's operator) keeps owning the track's ScaledObject:
+  its wake-up trigger reads the interceptor's own request metrics for the track's route
+  (components/promql.py), which Prometheus scrapes here; on Seldon, gRPC still goes straight to
+  the model and wakes it through the gateway's trigger.
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ FALLBACK_PORT = 8080
 the model's Host on it (docs/gpu-capacity.md), see `fallback_objects`."""
 FALLBACK_LABELS = {"app.kubernetes.io/name": FALLBACK}
 RETRY_AFTER_SECONDS = 30
-"""KServe's KEDA integration polls at KEDA's default, every 30 s: a retry sooner than that finds
-the model as it was."""
+"""At least one polling cycle of the model's scaler (KServe's ScaledObject polls at KEDA's
+default, 30 s; Seldon's every `pollingSeconds`, 15 by default): a retry sooner than that finds the
+model as it was. Short against a cold start of minutes."""
 ROUTE_API_VERSION = "http.keda.sh/v1beta1"
 
 
@@ -141,7 +144,7 @@ def interceptor_route(plan: ModelPlan, track: str) -> dict[str, Any]:
             "timeouts": {"readiness": f"{budget}s"},
             "coldStart": {"fallback": {"service": {"name": FALLBACK, "port": FALLBACK_PORT}}},
             # Required by the CRD, read only by the add-on's own external scaler, which no
-            # ScaledObject of the stack uses: KServe's ScaledObject scales the track.
+            # ScaledObject of the stack uses: the backend's own ScaledObject scales the track.
             "scalingMetric": {"concurrency": {
                 "targetValue": plan.config.target_pending_requests}},
         },

@@ -168,6 +168,22 @@ def test_the_interceptor_reaches_each_held_track_past_its_sidecar(dev):
         for rule in admitted)
 
 
+def test_on_seldon_too_the_interceptor_reaches_the_model_past_its_sidecar():
+    """The same invariant on Seldon, whose predictor Service port is its container port."""
+    from components.seldon import HTTP_PORT as SELDON_HTTP_PORT
+
+    graph = evaluate("dev", config=set_path(stack_config("dev"), "modelServing.backend", "seldon"))
+    assert graph.error is None, graph.error
+    excluded = release(graph).inputs["values"]["interceptor"]["podAnnotations"][
+        "traffic.sidecar.istio.io/excludeOutboundPorts"]
+    (route,) = routes(graph)
+    assert excluded == str(route.inputs["spec"]["target"]["port"]) == str(SELDON_HTTP_PORT)
+    (peer_auth,) = [r for r in of_kind(graph, "PeerAuthentication")
+                    if r.inputs["metadata"].get("name") == "cifar10-metrics"]
+    assert peer_auth.inputs["spec"]["portLevelMtls"][str(SELDON_HTTP_PORT)] == {
+        "mode": "PERMISSIVE"}
+
+
 def test_a_model_with_a_replica_keeps_its_http_port_mutual_tls_only(staging):
     (peer_auth,) = [r for r in of_kind(staging, "PeerAuthentication")
                     if r.inputs["metadata"].get("name") == "cifar10-metrics"]
