@@ -31,6 +31,7 @@ from components.model_pods import (
     TERMINATION_GRACE_SECONDS,
     gpu_placement,
     hpa_behavior,
+    loading_protection,
     model_resources,
     revision,
     triton_model_args,
@@ -42,8 +43,6 @@ from components.serving_backend import RuntimeArgs, ServingBackend
 from components.serving_platform import MODELS_GATEWAY, TRITON_RUNTIME
 from components.versions import TRITON_IMAGE_UID
 from modelrepo.triton import HTTP_PORT, METRICS_PORT, READY_PATH
-
-DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 
 if TYPE_CHECKING:
     from components.model_plan import ModelPlan, Track
@@ -145,11 +144,8 @@ def inference_service(plan: ModelPlan, bucket: str, track: str = STABLE) -> dict
         # none: KServe sets the Deployment's replicas to minReplicas and creates no autoscaler
         # (deployment_reconciler.go createRawDefaultDeployment, hpa_reconciler.go).
         "serving.kserve.io/autoscalerClass": spec.autoscaler,
-        # Karpenter won't consolidate or drift a node away from a pod for this long after it
-        # starts running, i.e. while Triton loads the model (karpenter v1.14.1
-        # docs/concepts/disruption.md, "Pod-Level Controls": a duration is time-based
-        # protection). Forceful methods (expiry, interruption, repair) are not held.
-        DO_NOT_DISRUPT: f"{plan.config.ready_timeout_minutes}m",
+        # KServe copies them onto the pods (below).
+        **loading_protection(plan),
     }
     labels = plan.track_labels(track)
     # KServe copies the InferenceService's labels and annotations onto the pods (kserve v0.20.0

@@ -17,6 +17,17 @@ from modelrepo.triton import METRICS_ARGS
 if TYPE_CHECKING:
     from components.model_plan import ModelPlan
 
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+
+
+def loading_protection(plan: ModelPlan) -> dict[str, str]:
+    """Pod annotations: Karpenter won't consolidate or drift a node away from the pod for this
+    long after it starts running, i.e. while Triton loads the model (karpenter v1.14.1
+    docs/concepts/disruption.md, "Pod-Level Controls": a duration is time-based protection).
+    Forceful methods (expiry, interruption, repair) are not held."""
+    return {DO_NOT_DISRUPT: f"{plan.config.ready_timeout_minutes}m"}
+
+
 DRAIN_SECONDS = 15
 """A stopping pod keeps serving this long, while the gateways learn it is gone."""
 TERMINATION_GRACE_SECONDS = 60

@@ -35,6 +35,7 @@ from components.model_pods import (
     TERMINATION_GRACE_SECONDS,
     gpu_placement,
     hpa_behavior,
+    loading_protection,
     model_resources,
     revision,
     triton_model_args,
@@ -235,7 +236,10 @@ def seldon_deployment(plan: ModelPlan, bucket: str, track: str = STABLE) -> dict
         # Names the Deployment, ScaledObject and KEDA's HPA (components/naming.py); the labels
         # go onto the pods (seldondeployment_controller.go:1046-1052), where the readiness
         # budget and the PodMonitor select them.
-        "metadata": {"name": naming.SELDON_COMPONENT, "labels": labels},
+        "metadata": {"name": naming.SELDON_COMPONENT, "labels": labels,
+                     # The operator copies the componentSpec's annotations onto the pods
+                     # (seldondeployment_controller.go:1029-1034 at v1.17.1).
+                     "annotations": loading_protection(plan)},
         "spec": pod_spec,
     }
     if config.autoscaler == "keda":

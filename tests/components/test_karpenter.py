@@ -414,3 +414,15 @@ def test_model_pods_are_not_disrupted_while_they_load(graph):
         minutes = models.get(model, {}).get("readyTimeoutMinutes", 30)
         assert service.inputs["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == \
             f"{minutes}m"
+
+
+def test_seldon_model_pods_are_not_disrupted_while_they_load_either():
+    """Seldon Core 1.17.1 copies the componentSpec's metadata annotations onto the Deployment's
+    pod template (operator/controllers/seldondeployment_controller.go:1029-1034)."""
+    config = set_path(stack_config("dev"), "modelServing.backend", "seldon")
+    config = set_path(config, "modelServing.models.cifar10.readyTimeoutMinutes", 17)
+    graph = evaluate("dev", config=config)
+    assert graph.error is None, graph.error
+    (sdep,) = graph.of_type("kubernetes:machinelearning.seldon.io/v1:SeldonDeployment")
+    (component,) = sdep.inputs["spec"]["predictors"][0]["componentSpecs"]
+    assert component["metadata"]["annotations"] == {"karpenter.sh/do-not-disrupt": "17m"}
