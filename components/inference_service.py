@@ -133,7 +133,5 @@ class InferenceService(pulumi.ComponentResource):
                             interceptor_route(plan, track.name),
                             [*args.depends_on, *args.cold_start])
             for track in plan.tracks if held(plan, track)]
-        if intercepted and not args.cold_start:
-            raise ValueError(f"{plan.name}: a held track needs the KEDA HTTP add-on")
         custom_resource(self, f"{name}-route", backend.route(plan, backend.gateway(plan)),
                         [*args.depends_on, *after, *intercepted])

@@ -91,9 +91,10 @@ class ServedModelConfig(ConfigModel):
         "for a stable track at minReplicas 0.")
     cold_start_budget_seconds: int = Field(
         240, ge=10, le=COLD_START_BUDGET_MAX_SECONDS,
-        description="minReplicas 0 (KServe): how long a request to the model at zero replicas is "
-        "held while it wakes (GPU node, image pull, model load); past it the answer is 503 with "
-        "Retry-After. At most 330: the NLB closes a connection idle for 350 s.")
+        description="minReplicas 0: how long a request to the model at zero replicas (HTTP; on "
+        "Seldon gRPC is not held) is held while it wakes (GPU node, image pull, model load); past "
+        "it the answer is 503 with Retry-After. At most 330: the NLB closes a connection idle "
+        "for 350 s.")
     slo_p95_ms: int = Field(100, ge=1, description="p95 latency SLO; alert above it.")
     max_error_rate: float = Field(0.01, gt=0, lt=1, description="Alert above this failure "
                                   "ratio.")

@@ -488,9 +488,8 @@ def report(session: Session) -> str:
               ratio_table(session), "",
               f"Compute limit: the TorchScript in-process on {session.shipped_max_batch} images "
               f"per call, {twin.instances} caller(s) x {twin.torch_threads} thread(s)"
-              + (f" pinned to core(s) {','.join(map(str, twin.instance_cores()))}"
-                 if twin.pin_instances else "")
-              + f", {twin.allocator or 'glibc'} malloc (as the shipped twin runs it), measured "
+              f"{twin.describe_pinning()}, {twin.allocator or 'glibc'} malloc (as the shipped "
+              f"twin runs it), measured "
               f"before each pair:", "",
               limit_table(session)]
     if any(p.config == NOOP for p in session.points):

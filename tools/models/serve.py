@@ -100,11 +100,14 @@ class TwinSettings:
 
     def describe(self) -> str:
         return (f"{self.instances} instance(s) x {self.torch_threads} torch thread(s)"
-                + (f" pinned to core(s) {','.join(map(str, self.instance_cores()))}"
-                   if self.pin_instances else "")
-                + f", {self.allocator or 'glibc'} malloc, "
+                f"{self.describe_pinning()}, {self.allocator or 'glibc'} malloc, "
                 f"{self.http_threads or 'default (8)'} HTTP threads"
                 + ("" if self.model_py == TWIN_MODEL else f", {self.model_py.name}"))
+
+    def describe_pinning(self) -> str:
+        if not self.pin_instances:
+            return ""
+        return f" pinned to core(s) {','.join(map(str, self.instance_cores()))}"
 
     def instance_cores(self, first: int = 0) -> list[int]:
         """The core of each instance of a model whose instances start at position `first` of
